@@ -1,0 +1,1 @@
+"""Metrics, sweeps, reports and sim-versus-live comparison (not built yet)."""

@@ -1,0 +1,93 @@
+"""The `ltrsched` command. Each package contributes its own subcommands; this module
+only composes them and turns user mistakes into one-line errors with a non-zero exit."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+import typer
+
+try:  # typer 0.2x ships its own copy of click; its exceptions are not click's.
+    from typer import _click as typer_click
+except ImportError:  # pragma: no cover
+    typer_click = click
+
+_CLICK_ERRORS = (click.ClickException, typer_click.ClickException)
+_ABORTS = (click.exceptions.Abort, getattr(typer_click.exceptions, "Abort", click.exceptions.Abort))
+
+app = typer.Typer(
+    name="ltrsched",
+    help="A workbench for LLM request scheduling: build traces, simulate a vLLM server "
+    "under a policy, train the learning-to-rank predictor, replay on real vLLM, report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# (module, attribute, name): a Typer sub-app or a command function, registered under name.
+_SUBCOMMANDS = [
+    ("traces.cli", "app", "trace"),
+    ("policies.cli", "app", "policies"),
+    ("sim.cli", "simulate", "simulate"),
+    ("policies.predictor.cli", "app", "predictor"),
+    ("ltrsched.demo", "demo", "demo"),
+]
+
+# Each package's exception for user mistakes, caught once here.
+_USER_ERRORS = [
+    ("traces.errors", "TraceError"),
+    ("policies.base", "PolicyError"),
+    ("sim.errors", "SimError"),
+    ("policies.predictor.errors", "PredictorError"),
+]
+
+
+def _register() -> None:
+    for module, attr, name in _SUBCOMMANDS:
+        try:
+            obj = getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as e:  # a package not built yet, or an optional extra
+            if e.name and e.name.split(".")[0] == module.split(".")[0]:
+                continue
+            raise
+        if isinstance(obj, typer.Typer):
+            app.add_typer(obj, name=name)
+        else:
+            app.command(name)(obj)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    found = []
+    for module, attr in _USER_ERRORS:
+        try:
+            found.append(getattr(importlib.import_module(module), attr))
+        except (ModuleNotFoundError, AttributeError):
+            pass
+    return tuple(found)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _register()
+    command = typer.main.get_command(app)
+    user_errors = _user_errors()
+    try:
+        rv = command.main(args=argv, prog_name="ltrsched", standalone_mode=False)
+    except _CLICK_ERRORS as e:
+        e.show()
+        return e.exit_code
+    except _ABORTS:
+        print("aborted", file=sys.stderr)
+        return 130
+    except user_errors as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"error: no such file: {e.filename}", file=sys.stderr)
+        return 2
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""`ltrsched trace build` and `ltrsched trace show`.
+
+User mistakes raise TraceError; ltrsched.cli prints them as `error: ...` and exits 2.
+Warnings go to stderr as `warning: ...`, one line each; progress bars to stderr too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from traces.build import build_trace
+from traces.config import BuildConfig
+from traces.errors import TraceError
+from traces.io import read_trace, write_trace
+from traces.progress import RichReporter
+from traces.sources import SOURCES
+from traces.summary import TraceSummary, summarize
+
+app = typer.Typer(
+    help="Build request traces (Parquet) from ShareGPT, LMSYS, BurstGPT, timed traces or "
+    "distributions, and summarize them.",
+    no_args_is_help=True,
+)
+
+_RANGE = "Records are numbered in source order, before any filtering."
+
+
+@app.command()
+def build(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Trace file to write.")],
+    source: Annotated[
+        str, typer.Option("--source", "-s", help=f"One of: {', '.join(SOURCES)}.")
+    ] = "sharegpt",
+    path: Annotated[
+        str | None,
+        typer.Option(help="Input file (sharegpt: default is the bundled copy)."),
+    ] = None,
+    num_requests: Annotated[
+        int | None, typer.Option("--num-requests", "-n", help="Requests wanted after filtering.")
+    ] = None,
+    offset: Annotated[int, typer.Option(help=f"First record to read. {_RANGE}")] = 0,
+    limit: Annotated[int | None, typer.Option(help=f"Records to read. {_RANGE}")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of arrivals, --shuffle, lengths.")] = 0,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(help="cl100k (default), llama3, or a path to a tokenizer.json."),
+    ] = None,
+    max_prompt_tokens: Annotated[int | None, typer.Option(help="Drop longer prompts.")] = None,
+    max_output_tokens: Annotated[int | None, typer.Option(help="Drop longer outputs.")] = None,
+    rate: Annotated[float | None, typer.Option(help="Poisson arrivals, requests/s.")] = None,
+    cv: Annotated[
+        float | None, typer.Option(help="With --rate: gamma gaps with this coeff. of variation.")
+    ] = None,
+    burst: Annotated[bool, typer.Option("--burst", help="All requests arrive at t=0.")] = False,
+    duration: Annotated[
+        float | None, typer.Option(help="Keep requests arriving before this many seconds.")
+    ] = None,
+    time_scale: Annotated[
+        float | None, typer.Option(help="Multiply the source's own inter-arrival times.")
+    ] = None,
+    shuffle: Annotated[
+        bool, typer.Option("--shuffle", help="Pick a seeded random -n of the filtered records.")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail on a malformed record instead of skipping it.")
+    ] = False,
+    text: Annotated[bool, typer.Option(help="Keep prompt and response text columns.")] = True,
+    model: Annotated[
+        str | None, typer.Option(help="lmsys, burstgpt: keep this model's rows only.")
+    ] = None,
+    timestamp_unit: Annotated[
+        str | None, typer.Option(help="vllm-timed: ms (default) or s.")
+    ] = None,
+    prompt_dist: Annotated[
+        str | None, typer.Option(help="synthetic: e.g. lognormal:mu=5,sigma=1.")
+    ] = None,
+    output_dist: Annotated[
+        str | None, typer.Option(help="synthetic: e.g. uniform:low=1,high=512.")
+    ] = None,
+) -> None:
+    """Build a trace: first turns, token counts, filters, arrival times."""
+    if output.is_dir():
+        raise TraceError(f"--output {output}: is a directory")
+    cfg = BuildConfig(
+        source=source,
+        path=path,
+        num_requests=num_requests,
+        offset=offset,
+        limit=limit,
+        seed=seed,
+        tokenizer=tokenizer,
+        max_prompt_tokens=max_prompt_tokens,
+        max_output_tokens=max_output_tokens,
+        rate=rate,
+        cv=cv,
+        burst=burst,
+        duration_s=duration,
+        time_scale=time_scale,
+        shuffle=shuffle,
+        strict=strict,
+        keep_text=text,
+        model=model,
+        timestamp_unit=timestamp_unit,
+        prompt_dist=prompt_dist,
+        output_dist=output_dist,
+    )
+    result = build_trace(cfg, RichReporter(Console(stderr=True)))
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    write_trace(result.df, output, result.meta)
+    s = summarize(result.df, result.meta)
+    rate_text = f", {s.mean_rate_per_s:.2f} req/s" if s.mean_rate_per_s else ""
+    typer.echo(
+        f"wrote {output}: {s.count:,} requests over {s.span_s:.1f} s{rate_text}, "
+        f"tokenizer {s.tokenizer}"
+    )
+
+
+@app.command()
+def show(
+    file: Annotated[Path, typer.Argument(help="Trace file (Parquet).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+) -> None:
+    """Summarize a trace: size, span, rate, token percentiles, provenance."""
+    df, meta = read_trace(file)
+    summary = summarize(df, meta, str(file))
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), indent=2))
+        return
+    console = Console()
+    console.print(_overview_table(file, summary))
+    console.print(_lengths_table(summary))
+
+
+def _overview_table(file: Path, s: TraceSummary) -> Table:
+    table = Table(title=str(file), show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rate = f"{s.mean_rate_per_s:.3f} req/s" if s.mean_rate_per_s else "- (burst)"
+    arrival = ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.arrival.items()
+    )
+    dropped = ", ".join(f"{k} {v:,}" for k, v in s.rows_dropped.items()) or "none"
+    rows = [
+        ("requests", f"{s.count:,}"),
+        ("span", f"{s.span_s:.2f} s"),
+        ("mean rate", rate),
+        ("inter-arrival cv", "-" if s.interarrival_cv is None else f"{s.interarrival_cv:.3f}"),
+        ("arrivals", arrival or "-"),
+        ("source", str(s.source)),
+        ("path", str(s.path or "-")),
+        ("tokenizer", str(s.tokenizer)),
+        ("records read", "-" if s.rows_read is None else f"{s.rows_read:,}"),
+        ("dropped", dropped),
+        ("source truncated", "yes" if s.truncated else "no"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def _lengths_table(s: TraceSummary) -> Table:
+    table = Table(title="tokens per request")
+    for name in ("", "mean", "p50", "p90", "p99", "max"):
+        table.add_column(name, justify="left" if not name else "right")
+    for name, stats in (("prompt", s.prompt_tokens), ("output", s.output_tokens)):
+        table.add_row(
+            name,
+            f"{stats.mean:.1f}",
+            f"{stats.p50:.0f}",
+            f"{stats.p90:.0f}",
+            f"{stats.p99:.0f}",
+            f"{stats.max:,}",
+        )
+    return table

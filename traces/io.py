@@ -1,0 +1,81 @@
+"""Reading and writing trace files (Parquet with ltrsched metadata)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from traces.errors import TraceError
+from traces.schema import METADATA_KEY, REQUIRED_COLUMNS, SCHEMA_VERSION
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call write(tmp_path), then rename tmp_path onto path; a crash leaves no half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def validate_trace(df: pd.DataFrame, where: str = "trace") -> None:
+    """Raise TraceError naming the column or row when df breaks the schema."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise TraceError(f"{where}: missing column(s) {', '.join(missing)}")
+    for col in ("arrival_s", "prompt_tokens", "output_tokens"):
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna() | (values < (0 if col == "arrival_s" else 1))
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise TraceError(
+                f"{where}: row {row}: {col} must be a number >= "
+                f"{0 if col == 'arrival_s' else 1}, got {df[col].iloc[row]!r}"
+            )
+    if df["request_id"].duplicated().any():
+        row = int(df["request_id"].duplicated().to_numpy().nonzero()[0][0])
+        raise TraceError(f"{where}: row {row}: duplicate request_id {df['request_id'].iloc[row]}")
+    arr = df["arrival_s"].to_numpy()
+    if len(arr) > 1 and (arr[1:] < arr[:-1]).any():
+        raise TraceError(f"{where}: arrival_s is not sorted")
+
+
+def write_trace(df: pd.DataFrame, path: str | os.PathLike, meta: dict[str, Any]) -> None:
+    """Validate and write df with meta as Parquet, atomically."""
+    validate_trace(df, str(path))
+    meta = {"schema_version": SCHEMA_VERSION, **meta}
+    table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    existing = table.schema.metadata or {}
+    table = table.replace_schema_metadata({**existing, METADATA_KEY: json.dumps(meta)})
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def read_trace(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read a trace file; return (DataFrame, metadata). Errors name the file."""
+    path = Path(path)
+    if not path.exists():
+        raise TraceError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise TraceError(f"{path}: file is empty")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise TraceError(f"{path}: not a Parquet trace ({str(e).splitlines()[0]})") from None
+    raw = (table.schema.metadata or {}).get(METADATA_KEY)
+    meta = json.loads(raw) if raw else {}
+    df = table.to_pandas()
+    validate_trace(df, str(path))
+    return df, meta
