@@ -1,0 +1,61 @@
+"""classify: length buckets, FCFS within a bucket."""
+
+from __future__ import annotations
+
+import pytest
+from policy_engine import order, view
+
+from policies import PolicyError, make_policy
+
+
+def test_100_token_buckets_fcfs_within_a_bucket():
+    views = [
+        view(0, 0.0, output=150),
+        view(1, 1.0, output=50),
+        view(2, 2.0, output=120),
+        view(3, 3.0, output=99),
+        view(4, 4.0, output=100),
+    ]
+    p = make_policy("classify")
+    assert p.width == 100.0
+    assert [p.bucket(r) for r in views] == [1, 0, 1, 0, 1]
+    assert order(p, views) == [1, 3, 0, 2, 4]
+
+
+def test_paper_ten_classes_of_820_tokens_cap_the_last_bucket():
+    p = make_policy("classify:buckets=10,width=820")
+    views = [view(0, 0.0, output=20000), view(1, 1.0, output=8200), view(2, 2.0, output=819)]
+    assert [p.bucket(r) for r in views] == [9, 9, 0]
+    assert order(p, views) == [2, 0, 1]
+
+
+def test_percentile_edges_from_prepared_lengths():
+    views = [view(i, float(i), output=i + 1) for i in range(100)]  # lengths 1..100
+    p = make_policy("classify:percentile=true,buckets=4")
+    with pytest.raises(PolicyError, match="needs prepare"):
+        p.key(views[0], 0.0)
+    p.prepare(views)
+    counts = [0] * 4
+    for r in views:
+        counts[p.bucket(r)] += 1
+    assert counts == [25, 25, 25, 25]
+    # later arrivals in a lower bucket go first; same bucket stays FCFS
+    assert order(p, [views[99], views[60], views[3], views[0]]) == [0, 3, 60, 99]
+
+
+def test_predicted_length_column():
+    views = [
+        view(0, 0.0, output=10, features={"pred_tokens_m": 900.0}),
+        view(1, 1.0, output=900, features={"pred_tokens_m": 10.0}),
+    ]
+    p = make_policy("classify:col=pred_tokens_m")
+    p.prepare(views)
+    assert order(p, views) == [1, 0]
+    assert p.requires == ("features:pred_tokens_m",)
+    assert make_policy("classify").requires == ("output_tokens",)
+    assert "col=output_tokens" in make_policy("classify").describe()  # the ideal classifier
+
+
+def test_missing_predicted_column():
+    with pytest.raises(PolicyError, match="'pred_tokens_m' missing for 0"):
+        make_policy("classify:col=pred_tokens_m").prepare([view(0)])
