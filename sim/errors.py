@@ -1,0 +1,2 @@
+class SimError(ValueError):
+    """A user mistake in simulator input (bad profile, impossible config)."""
