@@ -59,7 +59,7 @@ def simulate(
 ) -> None:
     """Simulate a trace under a scheduling policy; print the summary."""
     from sim.profile import load_profile
-    from sim.results import write_run
+    from traces.results import write_run
     from sim.run import simulate as run_sim
     from traces.io import read_trace
 
