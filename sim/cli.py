@@ -59,9 +59,9 @@ def simulate(
 ) -> None:
     """Simulate a trace under a scheduling policy; print the summary."""
     from sim.profile import load_profile
-    from traces.results import write_run
     from sim.run import simulate as run_sim
     from traces.io import read_trace
+    from traces.results import write_run
 
     df, _meta = read_trace(trace)
     prof = load_profile(profile)
