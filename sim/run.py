@@ -5,17 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from policies import make_policy
-from policies.base import Policy, RequestView
+from policies.base import Policy
+from policies.views import in_policy_order, views_from_trace
 from sim.config import EngineConfig
 from sim.engine import Engine
 from sim.errors import SimError
 from sim.profile import StepTimeProfile, load_profile
 from sim.results import requests_frame, summarize
-from traces.schema import PRED_TOKENS_PREFIX, SCORE_PREFIX
 
 
 @dataclass
@@ -24,25 +23,6 @@ class SimResult:
     steps: pd.DataFrame
     summary: dict[str, Any]
     engine: Engine
-
-
-def views_from_trace(df: pd.DataFrame) -> list[RequestView]:
-    feature_cols = [c for c in df.columns if c.startswith((SCORE_PREFIX, PRED_TOKENS_PREFIX))]
-    arrival = df["arrival_s"].to_numpy(np.float64)
-    prompt = df["prompt_tokens"].to_numpy(np.int64)
-    output = df["output_tokens"].to_numpy(np.int64)
-    feats = {c: df[c].to_numpy(np.float64) for c in feature_cols}
-    return [
-        RequestView(
-            request_id=i,
-            arrival_s=float(arrival[i]),
-            prompt_tokens=int(prompt[i]),
-            output_tokens=int(output[i]),
-            waiting_since_s=float(arrival[i]),
-            features={c: float(a[i]) for c, a in feats.items()},
-        )
-        for i in range(len(df))
-    ]
 
 
 def resolve_num_gpu_blocks(config: EngineConfig, profile: StepTimeProfile) -> tuple[int, str]:
@@ -73,7 +53,7 @@ def simulate(
     pol = policy if isinstance(policy, Policy) else make_policy(policy)
     blocks, how = resolve_num_gpu_blocks(config, prof)
     # A trace row order is arrival order; the engine keys requests by row index.
-    trace = trace.sort_values(["arrival_s", "request_id"], kind="stable").reset_index(drop=True)
+    trace = in_policy_order(trace)
     engine = Engine(views_from_trace(trace), pol, prof, config, blocks, progress=progress)
     engine.run()
     req = requests_frame(engine, trace["request_id"].to_numpy())
