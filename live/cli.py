@@ -1,0 +1,167 @@
+"""`ltrsched live`: replay traces on a real vLLM, fit the simulator's step-time model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from live.errors import LiveError
+
+Opt = typer.Option
+app = typer.Typer(
+    help="Replay traces on a real vLLM with the ltrsched scheduler plug-in; calibrate the "
+    "simulator from its step log.",
+    no_args_is_help=True,
+)
+
+
+@app.command()
+def replay(
+    trace: Annotated[Path, Opt("--trace", "-t", help="Trace file (ltrsched trace build).")],
+    out: Annotated[Path, Opt("--out", "-o", help="Run directory to write (one per policy "
+                                                 "below it when several are given).")],
+    policy: Annotated[list[str], Opt("--policy", "-p", help="NAME[:key=value,...]; repeat "
+                                     "to replay several policies on one engine.")] = ["fcfs"],  # noqa: B006
+    model: Annotated[str | None, Opt(
+        help="Model directory (config.json; weights unless --dummy-weights). Server mode: "
+        "the served model name [the server's first].")] = None,
+    dummy_weights: Annotated[bool, Opt(help="Random weights (load_format=dummy).")] = False,
+    max_num_seqs: Annotated[int | None, Opt(help="vLLM max_num_seqs.")] = None,
+    max_batched_tokens: Annotated[int | None, Opt(help="vLLM max_num_batched_tokens.")] = None,
+    gpu_memory_utilization: Annotated[float | None, Opt(
+        help="vLLM's share of GPU memory (on CPU: of RAM, for KV) [0.3 on CPU].")] = None,
+    enforce_eager: Annotated[bool, Opt(help="No CUDA graphs / compilation: faster start.")] = False,
+    num_gpu_blocks: Annotated[int | None, Opt(help="Override vLLM's KV block count.")] = None,
+    max_model_len: Annotated[int | None, Opt(help="vLLM max_model_len.")] = None,
+    prefix_caching: Annotated[bool, Opt(help="vLLM prefix caching (off: the simulator "
+                                             "has none).")] = False,
+    server: Annotated[str | None, Opt(help="Replay against this running vLLM server "
+                                           "(http://host:port) instead.")] = None,
+    step_log: Annotated[Path | None, Opt(help="Server mode: the step log its plug-in writes "
+                                              "(LTRSCHED_STEP_LOG on the server).")] = None,
+    vocab_size: Annotated[int, Opt(help="Server mode: ids of synthetic prompts stay below "
+                                        "this.")] = 32000,
+    warmup: Annotated[int, Opt(help="Warm-up requests before the first run (in-process).")] = 8,
+    stall_timeout: Annotated[float, Opt(help="Give up after this many seconds without "
+                                             "progress.")] = 120.0,
+    seed: Annotated[int, Opt(help="Seed of synthetic prompt ids and vLLM.")] = 0,
+    as_json: Annotated[bool, Opt("--json", help="Print the summaries as JSON.")] = False,
+) -> None:
+    """Replay a trace open-loop on vLLM under one or more policies; write the run(s)."""
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout: results
+    from live.run import RunSpec
+    from traces.io import read_trace
+
+    df, _ = read_trace(trace)
+    outs = [out] if len(policy) == 1 else [out / slug(p) for p in policy]
+    specs = [RunSpec(policy=p, out=o, trace=str(trace), seed=seed,
+                     stall_timeout_s=stall_timeout) for p, o in zip(policy, outs, strict=True)]
+    if server is not None:
+        summaries = asyncio.run(_replay_server(server, model, df, specs, step_log, vocab_size))
+    else:
+        if model is None:
+            raise LiveError("--model is required (a model directory; "
+                            "`ltrsched live tiny-model DIR` makes one)")
+        from live.engine import EngineOptions
+
+        opts = EngineOptions(
+            model=model, dummy_weights=dummy_weights, max_num_seqs=max_num_seqs,
+            max_num_batched_tokens=max_batched_tokens,
+            gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager,
+            num_gpu_blocks=num_gpu_blocks, max_model_len=max_model_len,
+            prefix_caching=prefix_caching, seed=seed,
+        )
+        summaries = asyncio.run(_replay_engine(opts, df, specs, warmup))
+    if as_json:
+        sys.stdout.write(json.dumps(summaries if len(summaries) > 1 else summaries[0],
+                                    indent=2, default=str) + "\n")
+        return
+    for spec, s in zip(specs, summaries, strict=True):
+        print(one_line(s) + f"  -> {spec.out}")
+
+
+async def _replay_engine(opts, df, specs, warmup: int) -> list[dict]:
+    from live.engine import LiveEngine
+
+    engine = LiveEngine.start(opts)
+    try:
+        if warmup > 0:
+            await engine.warm_up(warmup)
+        return [await engine.replay(df, spec) for spec in specs]
+    finally:
+        await engine.aclose()
+
+
+async def _replay_server(url, model, df, specs, step_log: Path | None,
+                         vocab_size: int) -> list[dict]:
+    from dataclasses import replace
+
+    from live.run import run_trace
+    from live.server import ServerBackend, is_local
+
+    stall = specs[0].stall_timeout_s
+    backend, info = await ServerBackend.connect(url, model, stall)
+    local = is_local(url)
+    try:
+        out = []
+        for spec in specs:
+            spec = replace(spec, step_log=step_log, send_run_config=local)
+            out.append(await run_trace(backend, df, spec, info, vocab_size,
+                                       max_model_len=info.get("max_model_len")))
+        return out
+    finally:
+        await backend.close()
+
+
+@app.command()
+def calibrate(
+    run: Annotated[Path, Opt("--run", help="A live run directory (ltrsched live replay).")],
+    out: Annotated[Path, Opt("--out", "-o", help="Profile YAML to write.")],
+    name: Annotated[str | None, Opt(help="Profile name (default from model and device).")] = None,
+) -> None:
+    """Fit the simulator's step-time model to a live run's steps; write a profile."""
+    from live.calibrate import calibrate as fit
+
+    profile = fit(run, out, name)
+    err = profile["fit_error"]
+    coeffs = ", ".join(f"{k}={v:.4g}" for k, v in profile["coefficients"].items())
+    print(f"{profile['name']}: {coeffs}")
+    print(f"fit over {err['steps']} steps: MAPE {err['mape']:.1%}, R^2 {err['r2']:.3f}, "
+          f"|error| p50 {err['p50_abs_error_s'] * 1e3:.2f} ms, p90 "
+          f"{err['p90_abs_error_s'] * 1e3:.2f} ms -> {out}")
+    for warning in profile.get("fit_warnings", ()):
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+@app.command("tiny-model")
+def tiny_model(
+    directory: Annotated[Path, typer.Argument(help="Directory to write config.json into.")],
+) -> None:
+    """Write a tiny Llama config.json (hidden 256, 2 layers) to run with --dummy-weights."""
+    from live.models import write_tiny_llama
+
+    path = write_tiny_llama(directory)
+    print(f"wrote {path / 'config.json'}; run it with --model {path} --dummy-weights")
+
+
+def slug(spec: str) -> str:
+    """A directory name for a policy spec."""
+    return re.sub(r"[^A-Za-z0-9.=-]+", "_", spec).strip("_")
+
+
+def one_line(s: dict) -> str:
+    return (f"{s['policy']}: {s['completed']}/{s['requests']} finished, "
+            f"{s['rejected']} rejected, {s.get('failed', 0)} failed; mean latency "
+            f"{s['mean_latency_s']:.3f} s, p90 {s['p90_latency_s']:.3f} s, "
+            f"{s['throughput_tok_s']:.0f} tok/s")
+
+
+if __name__ == "__main__":  # `python -m live.cli`; vLLM's engine starts subprocesses
+    app()

@@ -1,0 +1,141 @@
+"""One replay of one trace under one policy, start to written run directory; shared by
+the in-process engine and the server mode."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from live.prompts import prompt_token_ids
+from live.records import FAILED, RequestRecord, requests_frame
+from live.replay import Backend, replay
+from live.steplog import StepLog, read_step_log, steps_frame
+from live.xargs import RequestTag, RunTag, encode
+from policies import make_policy
+from policies.views import feature_columns, in_policy_order, views_from_trace
+from traces.results import summarize_run, write_run
+
+START_LEAD_S = 0.05  # trace time 0 this far in the future, so the first request is on time
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to replay and where to write it."""
+
+    policy: str
+    out: Path
+    trace: str = ""  # the trace file, as the user named it (provenance; prepare in-engine)
+    step_log: Path | None = None  # where the plug-in writes this run's steps
+    send_run_config: bool = True  # policy, trace and clock ride with each request
+    seed: int = 0
+    stall_timeout_s: float = 120.0
+
+
+async def run_trace(
+    backend: Backend,
+    trace: pd.DataFrame,
+    spec: RunSpec,
+    provenance: dict[str, Any],
+    vocab_size: int,
+    tokenizer_file: Path | None = None,
+    max_model_len: int | None = None,
+) -> dict[str, Any]:
+    """Replay trace under spec.policy; write requests.parquet, steps.parquet and
+    summary.json to spec.out; return the summary."""
+    df = in_policy_order(trace)
+    policy = make_policy(spec.policy)
+    policy.prepare(views_from_trace(df))  # fails here, clearly, on a column it lacks
+    prompts, how = prompt_token_ids(df, vocab_size, tokenizer_file, spec.seed)
+    run_id = uuid.uuid4().hex[:12]
+    t0 = time.monotonic() + START_LEAD_S
+    feature_cols = feature_columns(df)
+    run_tag = RunTag(
+        run=run_id,
+        policy=spec.policy if spec.send_run_config else None,
+        trace=str(Path(spec.trace).resolve()) if spec.trace and spec.send_run_config else None,
+        step_log=str(spec.step_log.resolve()) if spec.step_log and spec.send_run_config
+        else None,
+        t0=t0 if spec.send_run_config else None,
+    )
+    records, xargs = [], []
+    for i, row in enumerate(df.itertuples(index=False)):
+        records.append(RequestRecord(
+            request_id=int(row.request_id), arrival_s=float(row.arrival_s),
+            prompt_tokens=int(row.prompt_tokens), output_tokens=int(row.output_tokens),
+            policy_id=i,
+        ))
+        feats = {c: float(getattr(row, c)) for c in feature_cols}
+        xargs.append(encode(RequestTag(i, float(row.arrival_s), int(row.output_tokens),
+                                       {k: v for k, v in feats.items() if not math.isnan(v)}),
+                            run_tag))
+    backend.begin(run_id, t0)
+    started = dt.datetime.now(dt.timezone.utc)
+    wall0 = time.monotonic()
+    reason = await replay(backend, records, prompts, xargs, t0, spec.stall_timeout_s,
+                          max_model_len)
+    wall_s = time.monotonic() - wall0
+    log = _read_log(spec.step_log, run_id)
+    req = requests_frame(records)
+    summary = summarize(req, log, reason)
+    summary.update({
+        "policy": policy.describe(),
+        "policy_spec": spec.policy,
+        "trace": spec.trace,
+        "engine": "vllm",
+        "prompt_ids": how,
+        "started_at": started.isoformat(timespec="seconds"),
+        "replay_wall_s": wall_s,
+        **provenance,
+    })
+    if log.header.get("policy"):
+        summary["plugin_policy"] = log.header["policy"]  # what the engine itself ran
+    if not spec.send_run_config:
+        summary["policy_note"] = ("remote server: it orders requests by its own "
+                                  "LTRSCHED_POLICY; --policy only labels this run")
+    for key in ("num_gpu_blocks", "block_size", "max_num_seqs", "max_num_batched_tokens",
+                "chunked_prefill", "max_model_len", "vllm_version", "prefix_caching"):
+        if summary.get(key) is None and key in log.header:  # server mode: the plug-in knows
+            summary[key] = log.header[key]
+    write_run(spec.out, req, log.steps, summary)
+    if spec.step_log is not None and spec.send_run_config and spec.step_log.parent == spec.out:
+        spec.step_log.unlink(missing_ok=True)
+    return summary
+
+
+def _read_log(path: Path | None, run_id: str) -> StepLog:
+    if path is None or not path.exists():
+        return StepLog({}, steps_frame([]), [])
+    return read_step_log(path, run_id)
+
+
+def summarize(req: pd.DataFrame, log: StepLog, reason: str | None) -> dict[str, Any]:
+    """The shared summary metrics plus what only a live run has: failures, the plug-in's
+    own time per step against the step time, and how late the driver sent requests."""
+    s = summarize_run(req, int(req["preemptions"].sum()))
+    steps = log.steps
+    s["failed"] = int((req["status"] == FAILED).sum())
+    s["failure"] = reason
+    s["plugin_error"] = log.errors[0] if log.errors else None
+    s["steps"] = int(len(steps))
+    if len(steps):
+        plugin = steps["plugin_s"].to_numpy(np.float64)
+        dur = steps["duration_s"].to_numpy(np.float64)
+        s["plugin_overhead"] = {
+            "mean_s": float(plugin.mean()),
+            "p50_s": float(np.percentile(plugin, 50)),
+            "p99_s": float(np.percentile(plugin, 99)),
+            "mean_step_s": float(dur.mean()),
+            "share_of_step_time": float(plugin.sum() / dur.sum()) if dur.sum() > 0 else None,
+        }
+    lag = (req["submit_s"] - req["arrival_s"]).dropna().to_numpy(np.float64)
+    s["submit_lag_s"] = {"mean": float(lag.mean()) if len(lag) else None,
+                         "max": float(lag.max()) if len(lag) else None}
+    return s

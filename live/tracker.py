@@ -1,0 +1,200 @@
+"""One RequestView per vLLM request: the adapter between vLLM's Request objects and the
+policy contract. Counters move with policies.base.RequestCounters, the same rules the
+simulator uses, so a policy sees the same numbers in both engines."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from live.xargs import RequestTag
+from policies.base import Policy, RequestCounters, RequestView, tie_key
+from traces.schema import SCORE_PREFIX
+
+
+@dataclass
+class Tracked:
+    view: RequestView
+    request: Any  # vllm.v1.request.Request (duck-typed: tests pass stand-ins)
+    key: tuple | None = None  # its last key (with the tie-breaker)
+    synced_step: int = 0  # steps before this one are in view's counters
+
+
+@dataclass
+class RequestTracker:
+    """The views of the requests a run's scheduler holds, keyed by vLLM request id.
+
+    Cost per step is kept to the requests that ran, not the whole queue: a waiting
+    request's skipped steps are applied in one RequestCounters.on_skipped(view, k) call
+    when its view is next read, and its key is reused while the policy guarantees it
+    (static keys: while it waits; dynamic keys: until the policy's horizon, or until a
+    request joins the waiting set), as the simulator's fast-forward does."""
+
+    entries: dict[str, Tracked] = field(default_factory=dict)
+    keys: dict[str, tuple] = field(default_factory=dict)
+    running: set[str] = field(default_factory=set)
+    step: int = 0  # steps completed in this run
+    _stale: set[str] = field(default_factory=set)
+    _rekey_all: bool = True
+    _joined: bool = False  # a request joined the waiting set since the last full re-key
+    _valid_until_step: float = -math.inf
+    _valid_until_s: float = -math.inf
+    _next_id: int = 0
+
+    def add(self, request: Any, tag: RequestTag, now_s: float) -> RequestView:
+        """Make the view of a request entering the scheduler."""
+        sp = getattr(request, "sampling_params", None)
+        output = tag.output_tokens
+        if output is None and sp is not None and getattr(sp, "ignore_eos", False):
+            output = getattr(sp, "max_tokens", None)  # with ignore_eos it is the true length
+        features = dict(tag.features)
+        if not any(k.startswith(SCORE_PREFIX) for k in features):
+            # vLLM's priority field, lower first, as a score (higher = served first).
+            features[SCORE_PREFIX + "priority"] = -float(getattr(request, "priority", 0) or 0)
+        rid = tag.request_id
+        if rid is None:
+            rid = self._next_id
+        self._next_id = max(self._next_id, rid + 1)
+        arrival = now_s if tag.arrival_s is None else tag.arrival_s
+        view = RequestView(
+            request_id=rid,
+            arrival_s=arrival,
+            prompt_tokens=int(request.num_prompt_tokens),
+            output_tokens=None if output is None else int(output),
+            waiting_since_s=arrival,
+            features=features,
+        )
+        self.entries[request.request_id] = Tracked(view, request, synced_step=self.step)
+        self._joined_waiting(request.request_id)
+        return view
+
+    def adopt(self, entries: Iterable[Tracked]) -> None:
+        """Take over requests still in the scheduler from a previous run."""
+        for e in entries:
+            e.synced_step, e.key = self.step, None
+            self.entries[e.request.request_id] = e
+            self._joined_waiting(e.request.request_id)
+
+    def _joined_waiting(self, vid: str) -> None:
+        self._stale.add(vid)
+        self._joined = True
+
+    def sync(self, e: Tracked) -> RequestView:
+        """Bring e's view up to now: the steps it sat out, the tokens it has."""
+        v = e.view
+        skipped = self.step - e.synced_step
+        if skipped > 0:
+            RequestCounters.on_skipped(v, skipped)
+            e.synced_step = self.step
+        v.tokens_generated = int(e.request.num_output_tokens)
+        return v
+
+    def rank_keys(self, policy: Policy, now_s: float) -> tuple[dict[str, tuple], bool]:
+        """Every live request's key (the policy's, then the tie-breaker), and whether
+        waiting requests' keys may have changed since the last call (then the waiting
+        queue needs a full sort; otherwise only new or re-queued requests move).
+
+        Running requests are re-keyed every step, so a dynamic policy's horizon is taken
+        over the waiting ones alone: it bounds when one of their keys can move."""
+        per_request = per_request_horizon(policy)
+        full = self._rekey_all or (not policy.static_keys and (
+            self.step >= self._valid_until_step or now_s >= self._valid_until_s
+            or (self._joined and not per_request)))
+        todo = self.entries.keys() if full else (self._stale | self.running)
+        for vid in todo:
+            e = self.entries.get(vid)
+            if e is None:
+                continue
+            v = self.sync(e)
+            e.key = (policy.key(v, now_s), tie_key(v))
+            self.keys[vid] = e.key
+        if not policy.static_keys:
+            if full:
+                waiting = [e.view for vid, e in self.entries.items() if vid not in self.running]
+                self._set_horizon(policy.horizon(waiting, [], now_s), now_s, reset=True)
+            elif per_request:  # the newcomers' own promotions bound the order too
+                for vid in self._stale - self.running:
+                    e = self.entries.get(vid)
+                    if e is not None:
+                        self._set_horizon(policy.horizon([e.view], [], now_s), now_s)
+        self._stale.clear()
+        self._rekey_all = self._joined = False
+        return self.keys, full
+
+    def _set_horizon(self, horizon: tuple[float, float], now_s: float,
+                     reset: bool = False) -> None:
+        steps, seconds = horizon
+        until_step, until_s = self.step + max(1, steps), now_s + seconds
+        if reset:
+            self._valid_until_step, self._valid_until_s = until_step, until_s
+        else:
+            self._valid_until_step = min(self._valid_until_step, until_step)
+            self._valid_until_s = min(self._valid_until_s, until_s)
+
+    def after_step(
+        self,
+        scheduled: Mapping[str, int],
+        preempted: Iterable[str],
+        step_start_s: float,
+        step_end_s: float,
+        running: set[str],
+    ) -> int:
+        """Move the counters of the requests that ran or were preempted in the step that
+        just ended (the others' skipped steps are applied lazily); drop finished ones.
+        Returns how many finished."""
+        for vid in preempted:
+            e = self.entries.get(vid)
+            if e is not None:
+                self.sync(e)
+                RequestCounters.on_preempted(e.view, step_start_s)
+                self._joined_waiting(vid)
+        duration = step_end_s - step_start_s
+        for vid in scheduled:
+            e = self.entries.get(vid)
+            if e is not None:
+                self.sync(e)
+                RequestCounters.on_scheduled(e.view, 1, step_end_s, duration)
+                e.synced_step = self.step + 1
+        self.step += 1
+        for vid in self.running - running:
+            e = self.entries.get(vid)
+            if e is not None:
+                e.view.running = False
+        for vid in running:
+            e = self.entries.get(vid)
+            if e is not None:
+                e.view.running = True
+        self.running = {vid for vid in running if vid in self.entries}
+        done = [vid for vid in (self.running | set(scheduled))
+                if vid in self.entries and self.entries[vid].request.is_finished()]
+        for vid in done:
+            self.drop(vid)
+        return len(done)
+
+    def drop(self, vid: str) -> None:
+        self.entries.pop(vid, None)
+        self.keys.pop(vid, None)
+        self.running.discard(vid)
+        self._stale.discard(vid)
+
+    def drop_finished(self) -> None:
+        """Forget requests that ended outside a step (aborted while waiting)."""
+        for vid in [v for v, e in self.entries.items() if e.request.is_finished()]:
+            self.drop(vid)
+
+    def forget_keys(self) -> None:
+        """Re-key every request at the next step (the policy changed)."""
+        self._rekey_all = True
+
+
+def per_request_horizon(policy: Policy) -> bool:
+    """Whether the policy's horizon over a set of waiting requests is the least of their
+    own: starvation prevention around a static-key policy, where each request's key moves
+    only at its own promotion. Then a request joining the waiting set bounds the order by
+    its own horizon, without re-keying the others."""
+    from policies.starvation import StarvationPrevention
+
+    return isinstance(policy, StarvationPrevention) and policy.inner.static_keys
+

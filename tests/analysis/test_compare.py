@@ -1,0 +1,82 @@
+"""`ltrsched compare`: relative errors per metric and per request, the verdict, HTML."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import typer
+
+from analysis.compare import Tolerances, compare, compare_runs, rel_error
+from analysis.errors import AnalysisError
+from traces.results import add_derived_columns, summarize_run, write_run
+
+
+def make_run(path, scale: float = 1.0, n: int = 50, seed: int = 0, policy: str = "fcfs"):
+    rng = np.random.default_rng(seed)
+    arrival = np.sort(rng.uniform(0, 10, n))
+    first = arrival + 0.1 * scale
+    finish = first + rng.uniform(0.5, 2.0, n) * scale
+    req = add_derived_columns(
+        pd.DataFrame(
+            {
+                "request_id": np.arange(n),
+                "arrival_s": arrival,
+                "first_scheduled_s": arrival,
+                "first_token_s": first,
+                "finish_s": finish,
+                "prompt_tokens": 10,
+                "output_tokens": rng.integers(5, 50, n),
+                "tokens_generated": 0,
+                "preemptions": 0,
+                "max_token_gap_s": 0.01,
+                "status": "finished",
+            }
+        )
+    )
+    summary = {**summarize_run(req, 0), "policy": policy, "trace": "t.parquet"}
+    write_run(path, req, pd.DataFrame(), summary)
+    return path
+
+
+def test_identical_runs_pass_with_zero_error(tmp_path):
+    a, b = make_run(tmp_path / "a"), make_run(tmp_path / "b")
+    c = compare_runs(a, b)
+    assert c.passed and c.verdict.endswith("PASS") and c.requests_matched == 50
+    assert all(r["rel_error"] == pytest.approx(0.0) for r in c.metrics)
+
+
+def test_a_slower_simulation_fails_on_latency(tmp_path):
+    sim, live = make_run(tmp_path / "sim", scale=1.3), make_run(tmp_path / "live")
+    c = compare_runs(sim, live)
+    by = {r["metric"]: r["rel_error"] for r in c.metrics}
+    assert by["mean_latency_s"] == pytest.approx(0.3, abs=0.02)
+    assert not c.passed and "FAIL (mean latency" in c.verdict and "p90 latency" in c.verdict
+    assert compare_runs(sim, live, Tolerances(mean=0.5, p90=0.5)).passed
+    assert c.per_request_latency_error["p50_abs"] == pytest.approx(0.3, abs=0.02)
+
+
+def test_cli_json_html_and_notes(tmp_path, capsys):
+    sim = make_run(tmp_path / "sim", policy="sjf-oracle")
+    live = make_run(tmp_path / "live")
+    html = tmp_path / "scatter.html"
+    app = typer.Typer()
+    app.command()(compare)
+    typer.main.get_command(app).main(
+        ["--sim", str(sim), "--live", str(live), "--json", "--html", str(html)],
+        standalone_mode=False,
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["passed"] and out["requests_matched"] == 50
+    assert any("policy differs" in n for n in out["notes"])
+    text = html.read_text()
+    assert "plotly" in text and len(text) > 1_000_000  # plotly.js inlined: works offline
+    assert 'src="https://cdn.plot.ly' not in text
+
+
+def test_bad_run_dirs_and_nan(tmp_path):
+    with pytest.raises(AnalysisError, match="not a run directory"):
+        compare_runs(tmp_path, tmp_path)
+    assert np.isnan(rel_error(1.0, 0.0)) and np.isnan(rel_error(None, 1.0))
