@@ -1,0 +1,67 @@
+"""The report's opening table: each setting's metrics, averaged over seeds, and the
+failed runs with their errors."""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+
+from analysis.figures.common import aggregate, fmt, param_columns, pretty, varying
+
+METRICS = (
+    ("mean_latency_s", "mean latency (s)"),
+    ("p90_latency_s", "p90 latency (s)"),
+    ("mean_norm_latency_s_per_token", "latency / token (s)"),
+    ("mean_ttft_s", "mean TTFT (s)"),
+    ("max_waiting_time_p99_s", "max wait p99 (s)"),
+    ("throughput_req_s", "throughput (req/s)"),
+    ("preemptions", "preemptions"),
+)
+MAX_ROWS = 400
+MAX_FAILED = 20
+
+
+def summary_table(runs: pd.DataFrame) -> str:
+    """HTML: one row per setting (the parameters that vary), sorted by setting."""
+    ok = runs[runs["status"] == "ok"]
+    if ok.empty:
+        return "<p>No run finished ok.</p>"
+    keys = varying(ok, param_columns(ok)) or ["policy"]
+    context = [k for k in keys if k != "policy"]
+    agg = aggregate(ok, keys, [m for m, _ in METRICS])
+    agg = agg.sort_values(context + ["mean_latency_s"], kind="stable")
+    shown = agg.head(MAX_ROWS)
+    head = "".join(f"<th>{html.escape(pretty(k))}</th>" for k in keys)
+    head += "<th>seeds</th>" + "".join(f"<th>{t}</th>" for _, t in METRICS)
+    body = []
+    for _, r in shown.iterrows():
+        cells = "".join(f"<td>{html.escape(fmt(r[k]))}</td>" for k in keys)
+        cells += f"<td>{int(r['seeds'])}</td>"
+        cells += "".join(f'<td class="num">{_num(r[m])}</td>' for m, _ in METRICS)
+        body.append(f"<tr>{cells}</tr>")
+    note = f"<p>First {MAX_ROWS} of {len(agg)} settings.</p>" if len(agg) > MAX_ROWS else ""
+    return f'<table class="summary"><tr>{head}</tr>{"".join(body)}</table>{note}'
+
+
+def failed_table(runs: pd.DataFrame) -> str:
+    """HTML list of failed runs (run_id, policy, error), or '' if none failed."""
+    failed = runs[runs["status"] != "ok"]
+    if failed.empty:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(str(r['run_id']))}</td><td>{html.escape(str(r['policy']))}"
+        f"</td><td>{html.escape(str(r['error']))}</td></tr>"
+        for _, r in failed.head(MAX_FAILED).iterrows()
+    )
+    more = f"<p>... and {len(failed) - MAX_FAILED} more.</p>" if len(failed) > MAX_FAILED else ""
+    return (
+        f'<h3>Failed runs ({len(failed)})</h3><table class="failed"><tr><th>run_id</th>'
+        f"<th>policy</th><th>error</th></tr>{rows}</table>{more}"
+    )
+
+
+def _num(value) -> str:
+    if pd.isna(value):
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
