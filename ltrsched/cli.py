@@ -33,6 +33,10 @@ _SUBCOMMANDS = [
     ("sim.cli", "simulate", "simulate"),
     ("policies.predictor.cli", "app", "predictor"),
     ("ltrsched.demo", "demo", "demo"),
+    ("live.cli", "app", "live"),
+    ("analysis.compare", "compare", "compare"),
+    ("analysis.sweep_cli", "sweep", "sweep"),
+    ("analysis.report_cli", "report", "report"),
 ]
 
 # Each package's exception for user mistakes, caught once here.
@@ -41,6 +45,8 @@ _USER_ERRORS = [
     ("policies.base", "PolicyError"),
     ("sim.errors", "SimError"),
     ("policies.predictor.errors", "PredictorError"),
+    ("analysis.errors", "AnalysisError"),
+    ("live.errors", "LiveError"),
 ]
 
 
