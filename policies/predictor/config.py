@@ -1,0 +1,74 @@
+"""The predictor's hyperparameters: one dataclass, saved as hparams.json next to the weights."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from policies.predictor.errors import PredictorError
+
+# The paper's learning rate for fine-tuning a pretrained OPT. A backbone built from its
+# config starts from random weights and needs a larger one.
+PRETRAINED_LR = 2e-5
+FROM_CONFIG_LR = 5e-4
+
+# Input text: the first user turn in a simple chat template (the paper applies the
+# served model's chat template; any fixed template serves a ranker equally well).
+DEFAULT_TEMPLATE = "USER: {prompt}\nASSISTANT:"
+
+
+@dataclass
+class TrainConfig:
+    """Everything `ltrsched predictor train` was asked to do."""
+
+    backbone: str = "minilm"  # an OPT config name, "minilm", or a local HF directory
+    loss: str = "listmle"  # listmle | pairwise[:margin=M] | mse | classify:buckets=N[,...]
+    list_size: int = 32  # prompts per ListMLE list (one list per step, as in the paper)
+    batch_size: int = 32  # prompts per step for the other losses
+    max_prompt_tokens: int = 2048  # prompt cut, in the backbone's tokens
+    epochs: int = 5
+    lr: float = PRETRAINED_LR
+    weight_decay: float = 0.01
+    warmup_frac: float = 0.05  # linear warm-up over this share of steps, then linear decay
+    grad_clip: float = 1.0
+    # A step's prompts run through the model in length-sorted sub-batches of at most this
+    # many padded tokens: same loss and gradients, much less compute spent on padding.
+    tokens_per_forward: int = 4096
+    label_bin_tokens: int = 10  # lengths are ranked in bins of this many tokens (ties)
+    val_fraction: float = 0.1  # the trace's last rows, held out for per-epoch tau
+    vocab_size: int = 8192  # BPE vocabulary trained for an OPT built from config
+    template: str = DEFAULT_TEMPLATE
+    init_from: str = ""  # a model directory to continue training (its backbone and head)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+    def validate(self) -> None:
+        for name in (
+            "list_size",
+            "batch_size",
+            "max_prompt_tokens",
+            "epochs",
+            "label_bin_tokens",
+            "vocab_size",
+        ):
+            if getattr(self, name) < 1:
+                raise PredictorError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.list_size < 2:
+            raise PredictorError("list_size must be >= 2: a list of one has no order")
+        if not self.lr > 0:
+            raise PredictorError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.val_fraction < 1:
+            raise PredictorError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if "{prompt}" not in self.template:
+            raise PredictorError("template must contain {prompt}")
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        raw = json.loads(path.read_text())
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
