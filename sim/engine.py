@@ -40,6 +40,7 @@ from sim.request import FINISHED, PENDING, REJECTED, RUNNING, SWAPPED, WAITING, 
 
 MAX_STRETCH_STEPS = 1 << 14
 MIN_STRETCH_STEPS = 8
+LIVELOCK_STEPS = 50_000
 
 
 class StepLog:
@@ -153,6 +154,7 @@ class Engine:
         self.preemptions = 0
         self.stopped_early = False
         self.wall_s = 0.0
+        self.steps_without_token = 0
 
     # ----------------------------------------------------------------- helpers
     def _blocks_for(self, tokens: int) -> int:
@@ -561,6 +563,7 @@ class Engine:
             swapped_blocks=swapped_blocks,
         )
         self.now = end
+        self._check_progress(n_dec or any(r.num_computed + n == r.num_tokens for r, n, _ in work))
         for r, n, _ in work:
             if math.isnan(r.first_scheduled_s):
                 r.first_scheduled_s = start
@@ -578,6 +581,22 @@ class Engine:
                     self._enter_decode(r, g + 1)
         self.g = g + 1
         self._pop_completions()
+
+    def _check_progress(self, token_made: bool) -> None:
+        """Stop a run that produces no token for LIVELOCK_STEPS steps: some settings make
+        no progress at all (e.g. recompute preemption with a starvation quantum shorter
+        than a chunked prefill: each promoted request discards the last one's work)."""
+        if token_made:
+            self.steps_without_token = 0
+            return
+        self.steps_without_token += 1
+        if self.steps_without_token >= LIVELOCK_STEPS:
+            raise SimError(
+                f"no progress: {LIVELOCK_STEPS} engine steps without a token at t="
+                f"{self.now:.1f} s (policy {self.policy.describe()}, "
+                f"{self.cfg.engine_mode}, preemption {self.cfg.preemption}); this setting "
+                "livelocks, e.g. recompute preemption undoing chunked prefills"
+            )
 
     def _emit_token(self, r: SimRequest, t: float) -> None:
         r.generated += 1

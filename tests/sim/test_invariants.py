@@ -3,10 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from sim.config import EngineConfig
+from sim.errors import SimError
 from sim.profile import load_profile
 from sim.run import simulate
 
@@ -58,11 +59,21 @@ def run(df, policy, cfg, fast=True):
     return simulate(df, policy, PROFILE, EngineConfig(fast_forward=fast, **cfg))
 
 
+def run_or_reject(df, policy, cfg, fast=True):
+    """A setting that livelocks must be reported as such (test_livelock_is_reported);
+    the invariants below are about runs that make progress."""
+    try:
+        return run(df, policy, cfg, fast)
+    except SimError as e:
+        assert "no progress" in str(e)
+        reject()
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_conservation_and_monotone_time(sc):
     df, policy, cfg = sc
-    res = run(df, policy, cfg)
+    res = run_or_reject(df, policy, cfg)
     req, steps = res.requests, res.steps
     # Every request finishes once or is rejected; nothing is left behind.
     assert set(req["status"]) <= {"finished", "rejected"}
@@ -91,7 +102,8 @@ def test_conservation_and_monotone_time(sc):
 @given(scenarios())
 def test_fast_mode_equals_step_by_step_bit_for_bit(sc):
     df, policy, cfg = sc
-    fast, slow = run(df, policy, cfg, True), run(df, policy, cfg, False)
+    fast = run_or_reject(df, policy, cfg, True)
+    slow = run(df, policy, cfg, False)
     pd.testing.assert_frame_equal(fast.requests, slow.requests, check_exact=True)
     pd.testing.assert_frame_equal(fast.steps, slow.steps, check_exact=True)
 
@@ -119,3 +131,20 @@ def test_same_inputs_same_result(mode):
     shuffled = df.sample(frac=1.0, random_state=1)
     c = run(shuffled, "sjf-oracle:starvation=50,quantum=5", cfg)
     pd.testing.assert_frame_equal(a.requests, c.requests, check_exact=True)
+
+
+def test_livelock_is_reported_not_looped_on():
+    # One seat, 64-token chunks, recompute preemption and a starvation quantum of 4 steps:
+    # each promoted request throws away the previous one's partial prefill.
+    rng = np.random.default_rng(13)
+    n = 53
+    df = pd.DataFrame({
+        "request_id": np.arange(n),
+        "arrival_s": np.cumsum(rng.exponential(0.1, n)),
+        "prompt_tokens": rng.integers(1, 2000, n),
+        "output_tokens": rng.integers(1, 600, n),
+    })
+    cfg = dict(num_gpu_blocks=120, block_size=16, max_num_seqs=1, max_num_batched_tokens=64,
+               engine_mode="ltr-paper", preemption="recompute")
+    with pytest.raises(SimError, match="no progress"):
+        run(df, "sjf-oracle:starvation=20,quantum=4", cfg)
