@@ -36,7 +36,7 @@ from policies.base import Policy, RequestView, tie_key
 from sim.config import EngineConfig
 from sim.errors import SimError
 from sim.profile import StepTimeProfile
-from sim.request import FINISHED, PENDING, REJECTED, RUNNING, SWAPPED, WAITING, SimRequest
+from sim.request import FINISHED, REJECTED, RUNNING, SWAPPED, WAITING, SimRequest
 
 MAX_STRETCH_STEPS = 1 << 14
 MIN_STRETCH_STEPS = 8
@@ -247,8 +247,8 @@ class Engine:
         self.waiting_set[r.idx] = r
         if not self.dynamic and not self.paper:
             r.version += 1
-            r.key = self.policy.key(self._sync_view(r), self.now)
-            heapq.heappush(self.waiting_heap, (r.key, tie_key(r.view), r.idx, r.version))
+            key = self.policy.key(self._sync_view(r), self.now)
+            heapq.heappush(self.waiting_heap, (key, tie_key(r.view), r.idx, r.version))
 
     def _waiting_order(self) -> list[SimRequest]:
         """Waiting requests in policy order (only for dynamic policies)."""
@@ -807,8 +807,3 @@ class Engine:
         if self.progress is not None:
             self.progress(self.finished + self.rejected, len(self.reqs))
         return self
-
-
-def check_pending(engine: Engine) -> int:
-    """Requests that never ran to completion (stop-after mode leaves some)."""
-    return sum(1 for r in engine.reqs if r.state in (PENDING, WAITING, RUNNING, SWAPPED))

@@ -37,7 +37,6 @@ class SimRequest:
         "wait_from_g",
         "steps_run",
         "service_s",
-        "key",
         "version",
         "first_scheduled_s",
         "first_token_s",
@@ -66,7 +65,6 @@ class SimRequest:
         self.wait_from_g = 0
         self.steps_run = 0
         self.service_s = 0.0
-        self.key = None
         self.version = 0
         self.first_scheduled_s = math.nan
         self.first_token_s = math.nan
