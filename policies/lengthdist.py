@@ -53,3 +53,30 @@ def read_dist(features: Mapping[str, float], name: str) -> np.ndarray:
     p = np.where(np.isfinite(p) & (p > 0), p, 0.0)
     total = p.sum()
     return p / total if total > 0 else np.full(NUM_BINS, 1.0 / NUM_BINS)
+
+
+def histogram(tokens: np.ndarray) -> np.ndarray:
+    """Counts of output lengths per bin (int64, NUM_BINS long)."""
+    return np.bincount(bin_of(np.asarray(tokens, dtype=np.int64)), minlength=NUM_BINS)
+
+
+def quantile_tokens(probs: np.ndarray, q: float) -> np.ndarray:
+    """The q-quantile in tokens of each distribution (rows of probs, [n, NUM_BINS]), read
+    off a CDF that is linear in log(tokens) inside each bin: continuous in the probabilities,
+    so that distributions that differ only inside a bin still rank apart."""
+    probs = np.atleast_2d(np.asarray(probs, dtype=np.float64))
+    cdf = np.cumsum(probs, axis=1)
+    k = np.minimum((cdf < q).sum(axis=1), NUM_BINS - 1)  # first bin whose CDF reaches q
+    rows = np.arange(len(probs))
+    below = cdf[rows, k] - probs[rows, k]
+    mass = probs[rows, k]
+    t = np.clip(np.divide(q - below, mass, out=np.zeros_like(mass), where=mass > 0), 0.0, 1.0)
+    lo, hi = np.log(BIN_EDGES[k]), np.log(BIN_EDGES[k + 1])
+    return np.exp(lo + t * (hi - lo))
+
+
+def from_counts(counts: np.ndarray, pseudo_count: float = 0.5) -> np.ndarray:
+    """The distribution of a histogram of counts, each bin given pseudo_count more (0.5:
+    the Krichevsky-Trofimov estimate), so that no bin has probability 0."""
+    counts = np.asarray(counts, dtype=np.float64) + pseudo_count
+    return counts / counts.sum()

@@ -6,7 +6,9 @@ A model directory holds:
   tokenizer.json ...  the backbone's tokenizer (trained BPE for an OPT from config)
   hparams.json        the TrainConfig it was trained with
   predictor.json      what scoring needs (pooling, loss and bucket edges, template, prompt
-                      cut) and provenance (the training trace's source, tokenizer, rows)
+                      cut), provenance (the training trace's source, tokenizer, rows), and
+                      train_marginal: the training lengths' counts per lengthdist bin, the
+                      prompt-blind baseline that `eval` scores distributions against
   train_log.json      loss per step, validation tau per epoch
 """
 

@@ -45,6 +45,7 @@ def train_cmd(
         str,
         typer.Option(
             help="listmle | pairwise[:margin=M] | mse | classify:buckets=N[,width=W|,percentile]"
+            " | nll[:smooth=S] | quantile (the last two predict a distribution over length)"
         ),
     ] = "listmle",
     list_size: Annotated[int, typer.Option(help="Prompts per ListMLE list.", min=2)] = 32,
@@ -131,7 +132,9 @@ def eval_cmd(
     batch_size: BatchOpt = 32,
     device: DeviceOpt = "cpu",
 ) -> None:
-    """Kendall's tau and Spearman of score vs true output length (1 = shortest first)."""
+    """Kendall's tau and Spearman of score vs true output length (1 = shortest first); for a
+    distributional model also interval coverage, log-likelihood and CRPS, next to the
+    training set's marginal length distribution."""
     from policies.predictor.evaluate import evaluate
 
     progress, task = _progress("scoring", _rows(trace))
@@ -156,11 +159,36 @@ def eval_cmd(
             f"{m['pairs_tied']:.1%}",
         )
     Console().print(table)
+    if "distribution" in result:
+        _print_distribution(result["distribution"], result["model"])
     if result["trace_tokenizer"] != result["train_trace_tokenizer"]:
         err.print(
             f"[yellow]note: lengths counted with {result['trace_tokenizer']}, "
             f"trained on {result['train_trace_tokenizer']}"
         )
+
+
+def _print_distribution(fits: dict, model: str) -> None:
+    """Rows: the figures of metrics.distribution_metrics; columns: model, baseline."""
+    rows = (
+        ("log-lik, ln p(true bin)", "log_lik", "{:.3f}"),
+        ("log density per token", "log_density", "{:.3f}"),
+        ("CRPS, tokens", "crps_tokens", "{:.1f}"),
+        ("50% interval: coverage", "coverage_50", "{:.1%}"),
+        ("  its predicted mass", "mass_50", "{:.1%}"),
+        ("  mean width, tokens", "width_50_tokens", "{:.0f}"),
+        ("90% interval: coverage", "coverage_90", "{:.1%}"),
+        ("  its predicted mass", "mass_90", "{:.1%}"),
+        ("  mean width, tokens", "width_90_tokens", "{:.0f}"),
+    )
+    table = Table(title="Output-length distribution (lengthdist bins)")
+    table.add_column("figure")
+    table.add_column(model, justify="right")
+    table.add_column("train marginal", justify="right")
+    for label, key, fmt in rows:
+        cells = [fmt.format(fits[k][key]) if fits[k] else "-" for k in ("predictor", "marginal")]
+        table.add_row(label, *cells)
+    Console().print(table)
 
 
 @app.command("score")
@@ -175,7 +203,8 @@ def score_cmd(
     batch_size: BatchOpt = 32,
     device: DeviceOpt = "cpu",
 ) -> None:
-    """Add a score_<name> column (higher = predicted shorter) to a trace."""
+    """Add a score_<name> column (higher = predicted shorter) to a trace, and for a
+    distributional model its bin probabilities, dist_<name>_00 ... (rows sum to 1)."""
     from policies.predictor.scoring import score_trace
 
     progress, task = _progress("scoring", _rows(trace))
@@ -189,4 +218,9 @@ def score_cmd(
             device,
             on_batch=lambda n: progress.advance(task, n),
         )
-    err.print(f"wrote {out} with column {column}")
+    from policies.predictor.checkpoint import PREDICTOR_JSON
+    from policies.predictor.losses import DISTRIBUTIONAL
+
+    loss = json.loads((model / PREDICTOR_JSON).read_text())["loss"]["kind"]
+    dist = f" and dist_{column[len('score_') :]}_NN" if loss in DISTRIBUTIONAL else ""
+    err.print(f"wrote {out} with column {column}{dist}")

@@ -10,6 +10,20 @@ score (higher = predicted shorter, the paper's sign).
   width W (default: the longest training output / N) or equal count (percentile); the
   last bucket is open. Score = minus the expected bucket index under the softmax (a
   continuous score; ranking by argmax bucket would tie most pairs).
+
+Distributional heads predict, per prompt, a distribution over output length on the
+shared bins of policies/lengthdist.py (NUM_BINS bins, log-spaced past 8 tokens); the
+score is minus its median in tokens, so ranking and tau work on them unchanged:
+- nll[:smooth=S]: NUM_BINS logits, softmax = the histogram; loss = cross-entropy of the
+  true length's bin, the negative log-likelihood. With smooth=S the target keeps 1 - S
+  on the true bin and gives S to its neighbours (S/2 each; all S to the one neighbour of
+  an end bin). The median is read off the histogram's CDF, linear in log(tokens) inside
+  a bin (lengthdist.quantile_tokens), so it is continuous and rarely ties.
+- quantile: pinball loss for log(tokens) at QUANTILE_LEVELS; the head is monotone (first
+  output, then softplus increments), so quantiles never cross. Its histogram is the CDF
+  through those quantiles, linear in log(tokens), 0 at 1 token and 1 at MAX_TOKENS.
+Both heads start from the training set's marginal (bias = log bin shares, or the
+marginal's quantiles), so the untrained model is the prompt-blind baseline.
 """
 
 from __future__ import annotations
@@ -20,12 +34,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from policies.lengthdist import (
+    BIN_EDGES,
+    MAX_TOKENS,
+    NUM_BINS,
+    bin_of,
+    from_counts,
+    histogram,
+    quantile_tokens,
+)
 from policies.predictor.errors import PredictorError
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
-LOSSES = ("listmle", "pairwise", "mse", "classify")
+LOSSES = ("listmle", "pairwise", "mse", "classify", "nll", "quantile")
+DISTRIBUTIONAL = ("nll", "quantile")
+QUANTILE_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
+MARGINAL_PSEUDO_COUNT = 0.5  # added to each bin's count of a training-length histogram
 
 
 @dataclass(frozen=True)
@@ -38,12 +65,24 @@ class LossSpec:
     percentile: bool = False
     margin: float = 1.0
     edges: tuple[float, ...] = field(default=())  # classify: upper bucket bounds, fitted
+    smooth: float = 0.0  # nll: label mass moved to the neighbouring bins
+    quantiles: tuple[float, ...] = field(default=())  # quantile: the levels it predicts
+
+    @property
+    def distributional(self) -> bool:
+        return self.kind in DISTRIBUTIONAL
 
     @property
     def num_outputs(self) -> int:
+        if self.kind == "nll":
+            return NUM_BINS
+        if self.kind == "quantile":
+            return len(self.quantiles)
         return self.buckets if self.kind == "classify" else 1
 
     def describe(self) -> str:
+        if self.kind == "nll" and self.smooth:
+            return f"nll:smooth={self.smooth:g}"
         if self.kind == "classify":
             how = ",percentile" if self.percentile else f",width={self.width:g}"
             return f"classify:buckets={self.buckets}{how}"
@@ -60,6 +99,8 @@ class LossSpec:
             "percentile": self.percentile,
             "margin": self.margin,
             "edges": list(self.edges),
+            "smooth": self.smooth,
+            "quantiles": list(self.quantiles),
         }
 
     @classmethod
@@ -71,11 +112,14 @@ class LossSpec:
             percentile=bool(raw["percentile"]),
             margin=float(raw["margin"]),
             edges=tuple(float(e) for e in raw["edges"]),
+            smooth=float(raw.get("smooth", 0.0)),
+            quantiles=tuple(float(q) for q in raw.get("quantiles", ())),
         )
 
 
 def parse_loss(spec: str) -> LossSpec:
-    """`listmle`, `pairwise[:margin=M]`, `mse` or `classify:buckets=N[,width=W|,percentile]`."""
+    """`listmle`, `pairwise[:margin=M]`, `mse`, `classify:buckets=N[,width=W|,percentile]`,
+    `nll[:smooth=S]` or `quantile`."""
     kind, _, rest = spec.strip().partition(":")
     if kind not in LOSSES:
         raise PredictorError(
@@ -85,20 +129,36 @@ def parse_loss(spec: str) -> LossSpec:
     for part in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = part.partition("=")
         params[key] = value if eq else "true"
-    allowed = {"classify": {"buckets", "width", "percentile"}, "pairwise": {"margin"}}
+    allowed = {
+        "classify": {"buckets", "width", "percentile"},
+        "pairwise": {"margin"},
+        "nll": {"smooth"},
+    }
     unknown = set(params) - allowed.get(kind, set())
     if unknown:
         raise PredictorError(f"loss {spec!r}: unknown parameter(s) {', '.join(sorted(unknown))}")
     try:
-        if kind == "pairwise":
-            return LossSpec(kind, margin=float(params.get("margin", 1.0)))
-        if kind != "classify":
-            return LossSpec(kind)
-        if "buckets" not in params:
-            raise PredictorError(f"loss {spec!r}: classify needs buckets=N")
-        buckets, width = int(params["buckets"]), float(params.get("width", 0))
+        numbers = {k: float(v) for k, v in params.items() if k != "percentile"}
+        if not all(map(math.isfinite, numbers.values())):
+            raise ValueError
     except ValueError:
         raise PredictorError(f"loss {spec!r}: parameters must be numbers") from None
+    if kind == "pairwise":
+        return LossSpec(kind, margin=numbers.get("margin", 1.0))
+    if kind == "nll":
+        smooth = numbers.get("smooth", 0.0)
+        if not 0 <= smooth < 1:
+            raise PredictorError(f"loss {spec!r}: smooth must be in [0, 1)")
+        return LossSpec(kind, smooth=smooth)
+    if kind == "quantile":
+        return LossSpec(kind, quantiles=QUANTILE_LEVELS)
+    if kind != "classify":
+        return LossSpec(kind)
+    if "buckets" not in params:
+        raise PredictorError(f"loss {spec!r}: classify needs buckets=N")
+    buckets, width = int(numbers["buckets"]), numbers.get("width", 0.0)
+    if buckets != numbers["buckets"]:
+        raise PredictorError(f"loss {spec!r}: buckets must be a whole number")
     percentile = params.get("percentile") == "true"
     if buckets < 2:
         raise PredictorError(f"loss {spec!r}: buckets must be >= 2")
@@ -152,6 +212,72 @@ def pairwise(scores: torch.Tensor, labels: torch.Tensor, margin: float) -> torch
     return (margin - diff[shorter]).clamp(min=0).mean()
 
 
+def bin_targets(lengths: np.ndarray, smooth: float = 0.0) -> np.ndarray:
+    """Target distributions over the length bins, [n, NUM_BINS]: 1 on each length's bin,
+    or 1 - smooth there and smooth shared by its neighbours (all of it to the one
+    neighbour of an end bin)."""
+    b = bin_of(np.asarray(lengths))
+    rows = np.arange(len(b))
+    target = np.zeros((len(b), NUM_BINS))
+    target[rows, b] = 1.0 - smooth
+    left, right = b - 1, b + 1
+    has_left, has_right = left >= 0, right < NUM_BINS
+    share = smooth / (has_left.astype(np.float64) + has_right)
+    target[rows[has_left], left[has_left]] += share[has_left]
+    target[rows[has_right], right[has_right]] += share[has_right]
+    return target
+
+
+def nll(logits: torch.Tensor, lengths: np.ndarray, smooth: float = 0.0) -> torch.Tensor:
+    """Mean -log p(true length's bin) under softmax(logits) (cross-entropy against the
+    smoothed target when smooth > 0)."""
+    import torch
+    import torch.nn.functional as F
+
+    if smooth:
+        target = torch.as_tensor(bin_targets(lengths, smooth), dtype=logits.dtype)
+        return F.cross_entropy(logits, target.to(logits.device))
+    return F.cross_entropy(logits, torch.as_tensor(bin_of(lengths), device=logits.device))
+
+
+def log_quantiles(outputs: torch.Tensor) -> torch.Tensor:
+    """The quantile head's outputs as increasing quantiles of log(tokens): the first
+    output, then softplus increments."""
+    import torch
+    import torch.nn.functional as F
+
+    steps = torch.cumsum(F.softplus(outputs[:, 1:]), dim=1)
+    return torch.cat([outputs[:, :1], outputs[:, :1] + steps], dim=1)
+
+
+def pinball(
+    quantiles: torch.Tensor, target: torch.Tensor, levels: tuple[float, ...]
+) -> torch.Tensor:
+    """Mean pinball (quantile) loss: max(tau (y - q), (tau - 1) (y - q)) over rows and
+    levels tau."""
+    import torch
+
+    tau = torch.tensor(levels, dtype=quantiles.dtype, device=quantiles.device)
+    diff = target[:, None] - quantiles
+    return torch.maximum(tau * diff, (tau - 1) * diff).mean()
+
+
+def quantiles_to_distribution(log_quantiles: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
+    """Bin probabilities [n, NUM_BINS] of the CDF through the points (q_i, level_i),
+    linear in log(tokens), from 0 at 1 token to 1 at MAX_TOKENS."""
+    top = math.log(MAX_TOKENS)
+    n, m = log_quantiles.shape
+    knots_x = np.concatenate(
+        [np.zeros((n, 1)), np.clip(log_quantiles, 0.0, top), np.full((n, 1), top)], axis=1
+    )
+    knots_x = np.maximum.accumulate(knots_x, axis=1) + np.arange(m + 2) * 1e-9  # increasing
+    knots_f = np.array([0.0, *levels, 1.0])
+    log_edges = np.log(BIN_EDGES)
+    cdf = np.stack([np.interp(log_edges, x, knots_f) for x in knots_x])
+    cdf[:, 0], cdf[:, -1] = 0.0, 1.0
+    return np.diff(cdf, axis=1)
+
+
 class Objective:
     """A loss spec bound to the label it trains on; `loss` for training, `score` for use."""
 
@@ -176,16 +302,55 @@ class Objective:
         if kind == "mse":
             target = torch.as_tensor(np.log1p(lengths), dtype=outputs.dtype, device=device)
             return F.mse_loss(outputs[:, 0], target)
+        if kind == "nll":
+            return nll(outputs, lengths, self.spec.smooth)
+        if kind == "quantile":
+            log_tokens = np.log(np.maximum(np.asarray(lengths, dtype=np.float64), 1.0))
+            target = torch.as_tensor(log_tokens, dtype=outputs.dtype, device=device)
+            return pinball(log_quantiles(outputs), target, self.spec.quantiles)
         target = torch.as_tensor(bucket_of(self.spec, lengths), device=device)
         return F.cross_entropy(outputs, target)
 
     def score(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Higher = predicted shorter."""
+        """Higher = predicted shorter (distributional heads: minus the median, tokens)."""
         import torch
 
         if self.spec.kind in ("listmle", "pairwise"):
             return outputs[:, 0]
         if self.spec.kind == "mse":
             return -outputs[:, 0]
+        if self.spec.kind == "nll":
+            median = quantile_tokens(self.distribution(outputs), 0.5)
+            return torch.as_tensor(-median, device=outputs.device)
+        if self.spec.kind == "quantile":
+            log_median = log_quantiles(outputs.double())[:, self.spec.quantiles.index(0.5)]
+            return -log_median.exp()
         k = torch.arange(self.spec.buckets, dtype=outputs.dtype, device=outputs.device)
         return -(outputs.softmax(dim=-1) * k).sum(dim=-1)
+
+    def distribution(self, outputs: torch.Tensor) -> np.ndarray:
+        """Probabilities over the length bins, [n, NUM_BINS] float64 (distributional
+        heads only)."""
+        if self.spec.kind == "nll":
+            return outputs.detach().double().softmax(dim=-1).cpu().numpy()
+        if self.spec.kind == "quantile":
+            log_q = log_quantiles(outputs.detach().double()).cpu().numpy()
+            return quantiles_to_distribution(log_q, self.spec.quantiles)
+        raise PredictorError(f"a {self.spec.describe()} model predicts no distribution")
+
+    def init_head(self, head: nn.Linear, lengths: np.ndarray) -> None:
+        """Start a distributional head at the training lengths' marginal distribution (its
+        bias), so that the untrained model is the prompt-blind baseline. No-op otherwise."""
+        import torch
+
+        if self.spec.kind == "nll":
+            bias = np.log(from_counts(histogram(lengths), MARGINAL_PSEUDO_COUNT))
+        elif self.spec.kind == "quantile":
+            log_tokens = np.log(np.maximum(np.asarray(lengths, dtype=np.float64), 1.0))
+            q = np.quantile(log_tokens, self.spec.quantiles)
+            steps = np.maximum(np.diff(q), 1e-3)
+            bias = np.concatenate([q[:1], np.log(np.expm1(steps))])  # softplus^-1
+        else:
+            return
+        with torch.no_grad():
+            head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))

@@ -2,7 +2,8 @@
 
 Decoders (OPT) pool the hidden state of the last non-pad token, as the paper's
 sequence classifier does; encoders (MiniLM) pool the mean over the prompt's tokens.
-The head has one output (a score) or one per length bucket (classification).
+The head has one output (a score), one per length bucket (classification, and the
+distributional nll head over the lengthdist bins), or one per quantile.
 """
 
 from __future__ import annotations

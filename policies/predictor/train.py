@@ -3,7 +3,9 @@
 Each step is one list of `list_size` prompts for ListMLE (the paper: lists of 32, one
 list per batch) or a batch of `batch_size` prompts for the other losses. AdamW with
 linear warm-up and decay, gradient clipping. After each epoch: Kendall's tau on the
-held-out last rows of the trace, then the model directory is (re)written.
+held-out last rows of the trace (and, for a distributional head, their mean
+log-likelihood), then the model directory is (re)written. predictor.json keeps the
+training lengths' histogram over the shared bins, the prompt-blind baseline of `eval`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from policies.lengthdist import histogram
 from policies.predictor.backbone import (
     build_from_config,
     load_pretrained,
@@ -29,10 +32,16 @@ from policies.predictor.checkpoint import Predictor, load_predictor, save_predic
 from policies.predictor.config import TrainConfig
 from policies.predictor.data import provenance, read_prompts, split_train_val
 from policies.predictor.errors import PredictorError
-from policies.predictor.losses import LossSpec, Objective, fit_buckets, parse_loss
-from policies.predictor.metrics import ranking_metrics
+from policies.predictor.losses import (
+    MARGINAL_PSEUDO_COUNT,
+    LossSpec,
+    Objective,
+    fit_buckets,
+    parse_loss,
+)
+from policies.predictor.metrics import distribution_metrics, ranking_metrics
 from policies.predictor.model import LengthRanker, forward_grouped
-from policies.predictor.scoring import score_ids
+from policies.predictor.scoring import predict_ids
 from policies.predictor.tokenizer import encode, format_prompt, train_bpe_tokenizer
 
 
@@ -66,8 +75,14 @@ def train(
     device = pick_device(cfg.device)
 
     texts = [format_prompt(cfg.template, p) for p in df["prompt"]]
-    predictor = build_predictor(cfg, spec, [texts[i] for i in train_idx], console)
+    predictor = build_predictor(
+        cfg, spec, [texts[i] for i in train_idx], lengths[train_idx], console
+    )
     predictor.info["trace"] = provenance(trace, df, meta)
+    predictor.info["train_marginal"] = {
+        "bin_counts": histogram(lengths[train_idx]).tolist(),
+        "pseudo_count": MARGINAL_PSEUDO_COUNT,
+    }
     model, tokenizer = predictor.model.to(device).train(), predictor.tokenizer
     ids = encode(tokenizer, texts, predictor.max_prompt_tokens)
 
@@ -130,25 +145,27 @@ def train(
                         f"{running:.4f} {time.perf_counter() - started:.0f} s"
                     )
 
-            val_scores = score_ids(predictor, [ids[i] for i in val_idx], batch_size=64)
+            val_scores, val_dists = predict_ids(predictor, [ids[i] for i in val_idx], 64)
             val = ranking_metrics(val_scores, lengths[val_idx])
-            log["epochs"].append(
-                {
-                    "epoch": epoch + 1,
-                    "val_kendall_tau": val["kendall_tau"],
-                    "val_spearman": val["spearman"],
-                    "wall_s": time.perf_counter() - started,
-                }
-            )
+            entry = {
+                "epoch": epoch + 1,
+                "val_kendall_tau": val["kendall_tau"],
+                "val_spearman": val["spearman"],
+            }
+            if val_dists is not None:
+                fit = distribution_metrics(val_dists, lengths[val_idx])
+                entry["val_log_lik"] = fit["log_lik"]
+            log["epochs"].append({**entry, "wall_s": time.perf_counter() - started})
             progress.update(task, tau=f"{val['kendall_tau']:.3f}")
             if not console.is_terminal:
-                console.print(f"epoch {epoch + 1}: validation tau {val['kendall_tau']:.3f}")
+                extra = f", log-lik {entry['val_log_lik']:.3f}" if val_dists is not None else ""
+                console.print(f"epoch {epoch + 1}: validation tau {val['kendall_tau']:.3f}{extra}")
             predictor.info["train"] = {
                 "epochs_done": epoch + 1,
                 "steps": len(log["steps"]),
                 "rows_train": len(train_idx),
                 "rows_val": len(val_idx),
-                "val_kendall_tau": val["kendall_tau"],
+                **{k: v for k, v in entry.items() if k.startswith("val_")},
                 "wall_s": round(time.perf_counter() - started, 1),
                 "cpu_s": round(time.process_time() - cpu_started, 1),
             }
@@ -163,10 +180,15 @@ def train(
 
 
 def build_predictor(
-    cfg: TrainConfig, spec: LossSpec, train_texts: list[str], console: Console
+    cfg: TrainConfig,
+    spec: LossSpec,
+    train_texts: list[str],
+    train_lengths: np.ndarray,
+    console: Console,
 ) -> Predictor:
     """The untrained predictor: backbone (with a BPE tokenizer learned on train_texts when
-    built from config) and a fresh head."""
+    built from config) and a fresh head (a distributional one starts at train_lengths'
+    marginal distribution)."""
     if cfg.init_from:
         return _continue_from(cfg, spec)
     backbone_spec = resolve_backbone(cfg.backbone)
@@ -182,6 +204,8 @@ def build_predictor(
         console.print(f"[yellow]max prompt tokens cut to {limit}, the backbone's limit")
         max_tokens = limit
     model = LengthRanker(backbone, pooling_for(backbone.config.model_type), spec.num_outputs)
+    objective = Objective(spec, cfg.label_bin_tokens)
+    objective.init_head(model.head, train_lengths)
     info = {
         "backbone": backbone_spec.name,
         "backbone_pretrained": backbone_spec.pretrained,
@@ -190,7 +214,7 @@ def build_predictor(
         "max_prompt_tokens": max_tokens,
         "versions": {"torch": torch.__version__, "transformers": _version("transformers")},
     }
-    return Predictor(model, tokenizer, Objective(spec, cfg.label_bin_tokens), info)
+    return Predictor(model, tokenizer, objective, info)
 
 
 def _continue_from(cfg: TrainConfig, spec: LossSpec) -> Predictor:
