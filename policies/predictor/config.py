@@ -23,7 +23,7 @@ class TrainConfig:
     """Everything `ltrsched predictor train` was asked to do."""
 
     backbone: str = "minilm"  # an OPT config name, "minilm", or a local HF directory
-    loss: str = "listmle"  # listmle | pairwise[:margin=M] | mse | classify:buckets=N[,...]
+    loss: str = "listmle"  # listmle | pairwise[:margin=M] | mse | classify:... | nll | quantile
     list_size: int = 32  # prompts per ListMLE list (one list per step, as in the paper)
     batch_size: int = 32  # prompts per step for the other losses
     max_prompt_tokens: int = 2048  # prompt cut, in the backbone's tokens
