@@ -26,6 +26,7 @@ from traces.records import (
     LoadStats,
     SourceRecords,
 )
+from traces.schema import OPTIONAL_COLUMNS
 from traces.seeding import rng_for
 from traces.tokenize import TokenCounter, get_tokenizer
 
@@ -66,13 +67,18 @@ def build_trace(cfg: BuildConfig, reporter: Reporter | None = None) -> BuildResu
 
 
 def _count_tokens(records: SourceRecords, counter: TokenCounter, reporter: Reporter) -> str:
-    """Fill records' token counts from their text; blank text counts as 0 tokens."""
-    texts = records.prompt + records.response
+    """Fill records' token counts from their text; blank text counts as 0 tokens.
+
+    Output counts come from the response text; a source without one drew them itself.
+    """
+    texts = records.prompt + (records.response or [])
     counts = counter.count(texts, reporter)
     blank = np.fromiter((not t.strip() for t in texts), dtype=bool, count=len(texts))
     counts[blank] = 0
     n = len(records)
-    records.prompt_tokens, records.output_tokens = counts[:n], counts[n:]
+    records.prompt_tokens = counts[:n]
+    if records.response is not None:
+        records.output_tokens = counts[n:]
     return counter.name
 
 
@@ -154,9 +160,12 @@ def _frame(chosen: SourceRecords, arrival_s: np.ndarray, keep_text: bool) -> pd.
     }
     if keep_text and chosen.has_text:
         columns["prompt"] = pd.array(chosen.prompt, dtype="string")
-        columns["response"] = pd.array(chosen.response, dtype="string")
+        if chosen.response is not None:
+            columns["response"] = pd.array(chosen.response, dtype="string")
     columns["source"] = pd.array([chosen.source] * n, dtype="string")
     columns["record_id"] = pd.array(chosen.record_id, dtype="string")
+    for name, values in chosen.extra.items():
+        columns[name] = pd.array(values, dtype=OPTIONAL_COLUMNS[name])
     return pd.DataFrame(columns)
 
 

@@ -23,8 +23,8 @@ from traces.sources import SOURCES
 from traces.summary import TraceSummary, summarize
 
 app = typer.Typer(
-    help="Build request traces (Parquet) from ShareGPT, LMSYS, BurstGPT, timed traces or "
-    "distributions, and summarize them.",
+    help="Build request traces (Parquet) from ShareGPT, LMSYS, BurstGPT, timed traces, "
+    "distributions or a synthetic LMSYS-like workload, and summarize them.",
     no_args_is_help=True,
 )
 
@@ -39,14 +39,19 @@ def build(
     ] = "sharegpt",
     path: Annotated[
         str | None,
-        typer.Option(help="Input file (sharegpt: default is the bundled copy)."),
+        typer.Option(
+            help="Input file (sharegpt: default is the bundled copy; lmsys: also a folder of "
+            "Parquet shards)."
+        ),
     ] = None,
     num_requests: Annotated[
         int | None, typer.Option("--num-requests", "-n", help="Requests wanted after filtering.")
     ] = None,
     offset: Annotated[int, typer.Option(help=f"First record to read. {_RANGE}")] = 0,
     limit: Annotated[int | None, typer.Option(help=f"Records to read. {_RANGE}")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of arrivals, --shuffle, lengths.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of arrivals, --shuffle, lengths, generated records.")
+    ] = 0,
     tokenizer: Annotated[
         str | None,
         typer.Option(help="cl100k (default), llama3, or a path to a tokenizer.json."),
@@ -136,6 +141,8 @@ def show(
     console = Console()
     console.print(_overview_table(file, summary))
     console.print(_lengths_table(summary))
+    if summary.categories:
+        console.print(_categories_table(summary))
 
 
 def _overview_table(file: Path, s: TraceSummary) -> Table:
@@ -154,6 +161,7 @@ def _overview_table(file: Path, s: TraceSummary) -> Table:
         ("inter-arrival cv", "-" if s.interarrival_cv is None else f"{s.interarrival_cv:.3f}"),
         ("arrivals", arrival or "-"),
         ("source", str(s.source)),
+        ("synthetic", "YES: generated requests, not recorded traffic" if s.synthetic else "no"),
         ("path", str(s.path or "-")),
         ("tokenizer", str(s.tokenizer)),
         ("records read", "-" if s.rows_read is None else f"{s.rows_read:,}"),
@@ -178,4 +186,13 @@ def _lengths_table(s: TraceSummary) -> Table:
             f"{stats.p99:.0f}",
             f"{stats.max:,}",
         )
+    return table
+
+
+def _categories_table(s: TraceSummary) -> Table:
+    table = Table(title="requests per category")
+    table.add_column("category")
+    table.add_column("share", justify="right")
+    for name, share in s.categories.items():
+        table.add_row(name, f"{share:.1%}")
     return table

@@ -102,7 +102,7 @@ class BuildConfig:
     def _check_source_flags(self, spec: SourceSpec) -> None:
         if spec.path == "none" and self.path:
             raise TraceError(f"--source {self.source} reads no file: drop --path")
-        if spec.path == "none" and (self.offset or self.limit is not None):
+        if not spec.numbered and (self.offset or self.limit is not None):
             raise TraceError(f"--offset/--limit do not apply to --source {self.source}")
         if not spec.has_text and self.tokenizer is not None:
             raise TraceError(

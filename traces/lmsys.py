@@ -1,7 +1,10 @@
 """LMSYS-Chat-1M loader: records with `conversation` = [{role, content}, ...].
 
-Reads the Hugging Face Parquet shards or a JSON Lines dump (detected by the Parquet
-magic bytes, not the file name). Record ids are `conversation_id` when present.
+Reads one Parquet file, a folder of Parquet shards (the Hugging Face copy's data/
+folder: its *.parquet files in name order, numbered as one sequence of records), or a
+JSON Lines dump (detected by the Parquet magic bytes, not the file name). The shards'
+other columns (turn, language, openai_moderation, redacted) are not read. Record ids
+are `conversation_id` when present.
 """
 
 from __future__ import annotations
@@ -26,10 +29,16 @@ _COLUMNS = ("conversation_id", "conversation", "model")
 def load_lmsys(opts: SourceOptions, reporter: Reporter) -> SourceRecords:
     """First exchanges of the records in --offset/--limit, with read and drop counts."""
     where = require_path(opts.path, "lmsys")
-    path = check_input_file(where)
     stats = LoadStats(where, where)
     collect = ExchangeCollector("lmsys", stats, opts.strict)
-    rows = _parquet_rows(path, where, reporter) if _is_parquet(path) else None
+    if Path(where).is_dir():
+        shards = _shards(where)
+        stats.details.update(format="parquet", shards=len(shards))
+        rows = _parquet_rows(shards, reporter)
+        _collect(((i, f"row {i}", r) for i, r in enumerate(rows)), opts, collect)
+        return collect.records()
+    path = check_input_file(where)
+    rows = _parquet_rows([(path, where)], reporter) if _is_parquet(path) else None
     stats.details["format"] = "jsonl" if rows is None else "parquet"
     truncated = False
     if rows is None:
@@ -74,20 +83,39 @@ def _is_parquet(path: Path) -> bool:
         return f.read(4) == b"PAR1"
 
 
-def _parquet_rows(path: Path, where: str, reporter: Reporter) -> Iterator[dict]:
+def _shards(folder: str) -> list[tuple[Path, str]]:
+    """(path, name for messages) of each *.parquet file in `folder`, in name order."""
+    paths = sorted(p for p in Path(folder).glob("*.parquet") if p.is_file())
+    if not paths:
+        raise TraceError(
+            f"{folder}: no *.parquet files in this folder "
+            "(for the Hugging Face copy of LMSYS-Chat-1M, give its data/ folder)"
+        )
+    return [(check_input_file(p), str(p)) for p in paths]
+
+
+def _open_shard(path: Path, where: str) -> pq.ParquetFile:
+    """The Parquet file, checked to be LMSYS-shaped; errors name it."""
     try:
         pf = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as e:
         raise TraceError(f"{where}: unreadable Parquet file ({str(e).splitlines()[0]})") from None
-    names = pf.schema_arrow.names
-    if "conversation" not in names:
+    if "conversation" not in pf.schema_arrow.names:
         raise TraceError(f"{where}: not an LMSYS-Chat-1M file (no 'conversation' column)")
-    columns = [c for c in _COLUMNS if c in names]
-    return _iter_batches(pf, columns, reporter)
+    return pf
 
 
-def _iter_batches(pf: pq.ParquetFile, columns: list[str], reporter: Reporter) -> Iterator[dict]:
-    with reporter.task("reading LMSYS", pf.metadata.num_rows, "rows") as advance:
-        for batch in pf.iter_batches(batch_size=4096, columns=columns):
-            yield from batch.to_pylist()
-            advance(batch.num_rows)
+def _parquet_rows(shards: list[tuple[Path, str]], reporter: Reporter) -> Iterator[dict]:
+    """Every shard opened and checked up front, then their rows one after another."""
+    files = [_open_shard(path, where) for path, where in shards]
+    return _iter_batches(files, reporter)
+
+
+def _iter_batches(files: list[pq.ParquetFile], reporter: Reporter) -> Iterator[dict]:
+    total = sum(pf.metadata.num_rows for pf in files)
+    with reporter.task("reading LMSYS", total, "rows") as advance:
+        for pf in files:
+            columns = [c for c in _COLUMNS if c in pf.schema_arrow.names]
+            for batch in pf.iter_batches(batch_size=4096, columns=columns):
+                yield from batch.to_pylist()
+                advance(batch.num_rows)

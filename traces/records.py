@@ -1,7 +1,8 @@
 """What every loader hands to the build pipeline: records, plus what was read and dropped.
 
 A source gives text (ShareGPT, LMSYS), token counts (BurstGPT, vLLM timed traces,
-synthetic), and maybe timestamps; the pipeline tokenizes, filters and adds arrivals.
+synthetic) or prompt text with drawn output lengths (lmsys-like), and maybe timestamps;
+the pipeline tokenizes, filters and adds arrivals.
 """
 
 from __future__ import annotations
@@ -68,7 +69,11 @@ class LoadStats:
 
 @dataclass
 class SourceRecords:
-    """Column-wise records from one source. Text or counts (or both) must be present."""
+    """Column-wise records from one source. Text or counts (or both) must be present.
+
+    A source with prompt text but drawn output lengths (lmsys-like) gives prompt and
+    output_tokens and no response; `extra` holds further optional schema columns.
+    """
 
     source: str
     record_id: list[str]
@@ -78,6 +83,7 @@ class SourceRecords:
     prompt_tokens: np.ndarray | None = None
     output_tokens: np.ndarray | None = None
     timestamp_s: np.ndarray | None = None
+    extra: dict[str, list | np.ndarray] = field(default_factory=dict)  # more schema columns
 
     def __len__(self) -> int:
         return len(self.record_id)
@@ -106,4 +112,5 @@ class SourceRecords:
             prompt_tokens=pick(self.prompt_tokens),
             output_tokens=pick(self.output_tokens),
             timestamp_s=pick(self.timestamp_s),
+            extra={name: pick(values) for name, values in self.extra.items()},
         )

@@ -13,11 +13,16 @@ Optional columns
 - record_id      string   the row's id in its source (conversation id, line number)
 - score_<name>   float64  a predictor's score; higher = predicted shorter (paper's sign)
 - pred_tokens_<name> float64 a predictor's estimate of output_tokens
+- category       string   task category of a generated request (lmsys-like)
+- len_mu         float64  the log-normal mu its output_tokens was drawn from (ln tokens)
+- len_sigma      float64  the log-normal sigma of that draw (lmsys-like)
 
 File metadata (Parquet key b"ltrsched", JSON): schema_version, source, path,
 tokenizer, seed, arrival (process and parameters), rows_read, rows_dropped
-(reason -> count), truncated (bool), offset, limit, and optionally created_at, which
-`trace build` leaves out so that the same options and seed give the same bytes.
+(reason -> count), truncated (bool), offset, limit, synthetic (true for a generated
+workload such as lmsys-like, whose parameters sit under the key lmsys_like), and
+optionally created_at, which `trace build` leaves out so that the same options and seed
+give the same bytes.
 Drop reasons and the other keys `trace build` writes are listed in traces/records.py
 and traces/build.py.
 """
@@ -33,6 +38,9 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "response": "string",
     "source": "string",
     "record_id": "string",
+    "category": "string",
+    "len_mu": "float64",
+    "len_sigma": "float64",
 }
 SCORE_PREFIX = "score_"
 PRED_TOKENS_PREFIX = "pred_tokens_"

@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
-STREAMS = {"arrivals": 1, "selection": 2, "lengths": 3}
+STREAMS = {"arrivals": 1, "selection": 2, "lengths": 3, "lmsys-like": 4}
 
 
 def rng_for(seed: int, stream: str) -> np.random.Generator:
     """The generator for `stream` ("arrivals", "selection" or "lengths") under `seed`."""
     return np.random.default_rng([seed, STREAMS[stream]])
+
+
+def rng_for_record(seed: int, stream: str, index: int) -> np.random.Generator:
+    """The generator of record `index` of a generated source: the same whatever else is built."""
+    return np.random.default_rng([seed, STREAMS[stream], index])

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from traces.burstgpt import load_burstgpt
 from traces.errors import TraceError
 from traces.lmsys import load_lmsys
+from traces.lmsys_like import load_lmsys_like
 from traces.progress import Reporter
 from traces.records import SourceOptions, SourceRecords
 from traces.sharegpt import load_sharegpt
@@ -22,9 +23,10 @@ class SourceSpec:
     """A loader, and the facts the pipeline checks options against."""
 
     load: Loader
-    has_text: bool  # gives prompt/response text, so a tokenizer counts it
+    has_text: bool  # gives prompt (and response) text, so a tokenizer counts it
     has_timestamps: bool  # gives arrival times of its own
     path: str  # "optional", "required" or "none"
+    numbered: bool = True  # records have fixed positions, so --offset/--limit apply
     flags: set[str] = field(default_factory=set, hash=False)  # source-specific options
     counts_by: str = "source"  # the metadata's tokenizer when the source has no text
 
@@ -54,9 +56,11 @@ SOURCES: dict[str, SourceSpec] = {
         has_text=False,
         has_timestamps=False,
         path="none",
+        numbered=False,
         flags={"--prompt-dist", "--output-dist"},
         counts_by="none (drawn lengths)",
     ),
+    "lmsys-like": SourceSpec(load_lmsys_like, has_text=True, has_timestamps=False, path="none"),
 }
 
 

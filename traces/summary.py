@@ -43,6 +43,8 @@ class TraceSummary:
     rows_read: int | None = None
     rows_dropped: dict = field(default_factory=dict)
     truncated: bool | None = None
+    synthetic: bool = False  # generated (synthetic, lmsys-like), not recorded traffic
+    categories: dict = field(default_factory=dict)  # category -> share, when the trace has them
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,4 +72,15 @@ def summarize(df: pd.DataFrame, meta: dict, where: str = "trace") -> TraceSummar
         rows_read=meta.get("rows_read"),
         rows_dropped=meta.get("rows_dropped", {}),
         truncated=meta.get("truncated"),
+        synthetic=bool(meta.get("synthetic")) or meta.get("source") == "synthetic",
+        categories=_category_shares(df),
     )
+
+
+def _category_shares(df: pd.DataFrame) -> dict:
+    """Share of requests per category, largest first (ties by name), if there is a column."""
+    if "category" not in df.columns:
+        return {}
+    shares = df["category"].value_counts(normalize=True)
+    order = sorted(shares.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    return {str(k): float(v) for k, v in order}
