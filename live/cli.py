@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -52,6 +53,10 @@ def replay(
     stall_timeout: Annotated[float, Opt(help="Give up after this many seconds without "
                                              "progress.")] = 120.0,
     seed: Annotated[int, Opt(help="Seed of synthetic prompt ids and vLLM.")] = 0,
+    predictor: Annotated[Path | None, Opt(
+        help="In-process: a predictor directory the plug-in loads to score requests that "
+        "carry no score, as `ltrsched serve` does (needs a model with a tokenizer).")] = None,
+    predictor_device: Annotated[str, Opt(help="auto, cpu, cuda or cuda:N.")] = "auto",
     as_json: Annotated[bool, Opt("--json", help="Print the summaries as JSON.")] = False,
 ) -> None:
     """Replay a trace open-loop on vLLM under one or more policies; write the run(s)."""
@@ -77,6 +82,7 @@ def replay(
             gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager,
             num_gpu_blocks=num_gpu_blocks, max_model_len=max_model_len,
             prefix_caching=prefix_caching, seed=seed,
+            predictor=str(predictor) if predictor else None, predictor_device=predictor_device,
         )
         summaries = asyncio.run(_replay_engine(opts, df, specs, warmup))
     if as_json:
@@ -140,14 +146,59 @@ def calibrate(
         print(f"warning: {warning}", file=sys.stderr)
 
 
+def serve(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model directory or name, as for vllm serve.")],
+    predictor: Annotated[Path | None, Opt(
+        help="Predictor directory (ltrsched predictor train): the plug-in scores each "
+        "request that arrives without a score.")] = None,
+    policy: Annotated[str, Opt(help="Policy spec the plug-in orders requests by.")
+                      ] = "ltr:starvation=200,quantum=10",
+    predictor_device: Annotated[str, Opt(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    step_log: Annotated[Path | None, Opt(help="JSONL the plug-in logs each step to.")] = None,
+    host: Annotated[str, Opt(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, Opt(help="Port to listen on.")] = 8000,
+    dummy_weights: Annotated[bool, Opt(help="Random weights (load_format=dummy).")] = False,
+    dry_run: Annotated[bool, Opt(help="Print the vLLM command line and exit.")] = False,
+) -> None:
+    """Start vLLM's OpenAI-compatible server with the ltrsched plug-in (and a predictor).
+
+    Arguments after `--` go to vLLM as they are. The plain vLLM command line it stands
+    for is printed first."""
+    from live.device import is_cpu_platform
+    from live.serve import ServeOptions, check
+
+    opts = ServeOptions(cpu=is_cpu_platform(), model=model, policy=policy,
+                        predictor=str(predictor) if predictor else None,
+                        predictor_device=predictor_device,
+                        step_log=str(step_log) if step_log else None, host=host, port=port,
+                        dummy_weights=dummy_weights, vllm_args=list(ctx.args))
+    check(opts)
+    print(f"plain vLLM: {opts.plain_command()}", flush=True)
+    if dry_run:
+        return
+    argv = opts.argv()
+    print(f"running: {shlex.join(argv)}", flush=True)
+    os.execv(argv[0], argv)
+
+
+serve.context_settings = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
 @app.command("tiny-model")
 def tiny_model(
     directory: Annotated[Path, typer.Argument(help="Directory to write config.json into.")],
+    tokenizer_from: Annotated[Path | None, Opt(
+        help="Copy this directory's tokenizer in (e.g. a predictor's), so the model takes "
+        "text prompts; vocab_size grows to cover it.")] = None,
 ) -> None:
     """Write a tiny Llama config.json (hidden 256, 2 layers) to run with --dummy-weights."""
-    from live.models import write_tiny_llama
+    from live.models import copy_tokenizer, write_tiny_llama
 
     path = write_tiny_llama(directory)
+    if tokenizer_from is not None:
+        size = copy_tokenizer(tokenizer_from, path)
+        print(f"tokenizer of {tokenizer_from} ({size} tokens) copied in")
     print(f"wrote {path / 'config.json'}; run it with --model {path} --dummy-weights")
 
 

@@ -3,9 +3,12 @@
 The engine core is a separate process, so the policy arrives as a spec string, not an
 object. Sources, later ones winning:
 1. environment: LTRSCHED_POLICY (spec, default "fcfs"), LTRSCHED_STEP_LOG (JSONL path),
-   LTRSCHED_TRACE (trace file for Policy.prepare);
+   LTRSCHED_TRACE (trace file for Policy.prepare), LTRSCHED_PREDICTOR (a predictor model
+   directory: the plug-in scores each request that arrives without a score),
+   LTRSCHED_PREDICTOR_DEVICE (auto, cpu, cuda, cuda:N; default auto);
 2. vLLM's additional config: `--additional-config '{"ltrsched": {"policy": ...,
-   "step_log": ..., "trace": ...}}'` (`additional_config=` in engine args);
+   "step_log": ..., "trace": ..., "predictor": ..., "predictor_device": ...}}'`
+   (`additional_config=` in engine args);
 3. per run, the ltrsched.policy / .step_log / .trace keys a replay driver sends with
    each request (live/xargs.py), so one engine serves several policies in turn.
 """
@@ -19,9 +22,14 @@ from typing import Any
 
 from live.xargs import RunTag
 
+PLUGIN_PATH = "live.scheduler.PolicyScheduler"  # what vLLM's scheduler_cls is given
+CPU_MEMORY_UTILIZATION = 0.3  # on CPU the share of RAM vLLM keeps for the KV cache
 ENV_POLICY = "LTRSCHED_POLICY"
 ENV_STEP_LOG = "LTRSCHED_STEP_LOG"
 ENV_TRACE = "LTRSCHED_TRACE"
+ENV_PREDICTOR = "LTRSCHED_PREDICTOR"
+ENV_PREDICTOR_DEVICE = "LTRSCHED_PREDICTOR_DEVICE"
+ENGINE_KEYS = ("policy", "step_log", "trace", "predictor", "predictor_device")
 DEFAULT_POLICY = "fcfs"
 
 
@@ -32,6 +40,8 @@ class PluginConfig:
     policy: str = DEFAULT_POLICY
     step_log: str | None = None
     trace: str | None = None
+    predictor: str | None = None  # engine-wide: loaded once when the engine starts
+    predictor_device: str = "auto"
 
     @classmethod
     def from_engine(
@@ -43,12 +53,14 @@ class PluginConfig:
             policy=env.get(ENV_POLICY) or DEFAULT_POLICY,
             step_log=env.get(ENV_STEP_LOG) or None,
             trace=env.get(ENV_TRACE) or None,
+            predictor=env.get(ENV_PREDICTOR) or None,
+            predictor_device=env.get(ENV_PREDICTOR_DEVICE) or "auto",
         )
         extra = (additional_config.get("ltrsched")
                  if isinstance(additional_config, Mapping) else None)
         if isinstance(extra, Mapping):
             cfg = replace(cfg, **{k: str(v) for k, v in extra.items()
-                                  if k in ("policy", "step_log", "trace") and v})
+                                  if k in ENGINE_KEYS and v})
         return cfg
 
     def for_run(self, run: RunTag) -> PluginConfig:

@@ -15,15 +15,13 @@ from typing import Any
 import pandas as pd
 
 from live.compat import installed_vllm_version, support_status
+from live.config import CPU_MEMORY_UTILIZATION, PLUGIN_PATH
 from live.device import describe_device, is_cpu_platform
 from live.errors import LiveError
 from live.models import has_tokenizer, has_weights, read_model_config
 from live.records import FINISHED, RequestRecord, check_length
 from live.replay import Rejected
 from live.run import RunSpec, run_trace
-
-PLUGIN = "live.scheduler.PolicyScheduler"
-CPU_MEMORY_UTILIZATION = 0.3  # on CPU the share of RAM vLLM keeps for the KV cache
 
 
 @dataclass(frozen=True)
@@ -41,6 +39,8 @@ class EngineOptions:
     prefix_caching: bool = False  # off: the simulator models no prefix cache
     dtype: str = "auto"
     seed: int = 0
+    predictor: str | None = None  # in-server scoring (live/inserver.py)
+    predictor_device: str = "auto"
 
     def engine_args(self) -> dict[str, Any]:
         cfg = read_model_config(self.model)
@@ -52,7 +52,7 @@ class EngineOptions:
             util = CPU_MEMORY_UTILIZATION
         args: dict[str, Any] = {
             "model": self.model,
-            "scheduler_cls": PLUGIN,
+            "scheduler_cls": PLUGIN_PATH,
             "enable_prefix_caching": self.prefix_caching,
             "enforce_eager": self.enforce_eager,
             "dtype": self.dtype,
@@ -61,7 +61,14 @@ class EngineOptions:
         }
         if self.dummy_weights:
             args["load_format"] = "dummy"
-        if self.dummy_weights or not has_tokenizer(self.model):
+        if self.predictor:
+            if not has_tokenizer(self.model):
+                raise LiveError(f"--model {self.model}: no tokenizer in it, so the "
+                                "--predictor cannot read prompts")
+            args["additional_config"] = {"ltrsched": {
+                "predictor": str(Path(self.predictor).resolve()),
+                "predictor_device": self.predictor_device}}
+        elif self.dummy_weights or not has_tokenizer(self.model):
             args["skip_tokenizer_init"] = True
         for key, value in (
             ("max_num_seqs", self.max_num_seqs),

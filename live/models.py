@@ -45,6 +45,31 @@ def write_tiny_llama(directory: str | Path, **overrides: Any) -> Path:
     return path
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model")
+
+
+def copy_tokenizer(src: str | Path, model_dir: str | Path) -> int:
+    """Give a model directory the tokenizer of src (a predictor or model directory) and a
+    vocab_size that covers it, so prompts are text the predictor can read; returns the
+    tokenizer's size."""
+    import shutil
+
+    src, dst = Path(src), Path(model_dir)
+    if not (src / "tokenizer.json").is_file():
+        raise LiveError(f"--tokenizer-from {src}: no tokenizer.json in it")
+    for name in TOKENIZER_FILES:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dst / name)
+    from tokenizers import Tokenizer
+
+    size = Tokenizer.from_file(str(src / "tokenizer.json")).get_vocab_size(with_added_tokens=True)
+    cfg = read_model_config(dst)
+    cfg["vocab_size"] = max(int(cfg.get("vocab_size", 0)), size)
+    (dst / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    return size
+
+
 def read_model_config(directory: str | Path) -> dict[str, Any]:
     """The model's config.json, or LiveError saying what is missing."""
     path = Path(directory)

@@ -13,7 +13,7 @@ from live.steplog import StepLogWriter, StepRecord
 from live.tracker import RequestTracker
 from live.xargs import RequestTag
 from policies import make_policy
-from policies.base import Policy
+from policies.base import Policy, RequestView
 from policies.fcfs import FCFS
 from policies.views import views_from_trace
 
@@ -63,10 +63,10 @@ class PolicyRun:
     def now_s(self, monotonic_s: float) -> float:
         return monotonic_s - (self.t0 if self.t0 is not None else monotonic_s)
 
-    def add(self, request: Any, tag: RequestTag, monotonic_s: float) -> None:
+    def add(self, request: Any, tag: RequestTag, monotonic_s: float) -> RequestView:
         if self.t0 is None:
             self.t0 = monotonic_s - (tag.arrival_s or 0.0)
-        self.tracker.add(request, tag, self.now_s(monotonic_s))
+        return self.tracker.add(request, tag, self.now_s(monotonic_s))
 
     def rank_keys(self, monotonic_s: float) -> tuple[dict[str, tuple], bool]:
         """Every live request's key and whether waiting ones may have moved (see

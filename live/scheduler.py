@@ -15,7 +15,12 @@ Seams, as read in vLLM 0.32 (vllm/v1/core/sched/scheduler.py):
   in the simulator. (A request's own priority field stays readable by policies as the
   feature score_priority = -priority.)
 - counters: update_from_output() moves each request's RequestView with
-  policies.base.RequestCounters; one JSON line per step goes to the step log.
+  policies.base.RequestCounters; one JSON line per step goes to the step log;
+- scores: with a predictor configured (live/inserver.py), the requests that arrived
+  without a score are scored in one batch at the start of schedule(), before the step
+  is ordered. Under the AsyncScheduler (vLLM's GPU default) schedule() runs while the
+  previous step executes, so scoring overlaps the model; under the sync scheduler
+  (CPU) it adds to the step, and the step log's predictor_s says by how much.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from vllm.v1.request import RequestStatus
 
 from live.compat import support_status
 from live.config import PluginConfig
+from live.errors import LiveError
+from live.inserver import InServerScorer, load_scorer
 from live.policy_run import PolicyRun, log
 from live.queue import PolicyQueue
 from live.steplog import StepRecord
@@ -51,6 +58,18 @@ class PolicySchedulingMixin:
             getattr(self.vllm_config, "additional_config", None)
         )
         make_policy(self._ltr_config.policy)  # a bad spec fails the engine start, clearly
+        self._ltr_scorer: InServerScorer | None = None
+        if self._ltr_config.predictor:
+            mc = self.vllm_config.model_config
+            try:  # a bad predictor directory stops the engine start, with one line
+                self._ltr_scorer = load_scorer(
+                    self._ltr_config.predictor, self._ltr_config.predictor_device,
+                    None if getattr(mc, "skip_tokenizer_init", False) else mc.tokenizer,
+                    bool(getattr(mc, "trust_remote_code", False)),
+                )
+            except LiveError as e:
+                log.error("%s", e)
+                raise
         self._ltr_run: PolicyRun | None = None
         # Steps scheduled and not yet updated (more than one with async scheduling).
         self._ltr_pending: deque[tuple[Any, StepRecord, float, float]] = deque()
@@ -83,6 +102,8 @@ class PolicySchedulingMixin:
             return old
         run = PolicyRun.start(run_id, self._ltr_config.for_run(tag), tag.t0,
                               self._ltr_engine_info())
+        if self._ltr_scorer is not None:
+            run.tracker.score_column = self._ltr_scorer.column
         if old is not None:  # requests left from the last run stay ranked
             run.tracker.adopt(e for e in old.tracker.entries.values()
                               if not e.request.is_finished())
@@ -97,7 +118,9 @@ class PolicySchedulingMixin:
             try:
                 sp = request.sampling_params
                 tag, run_tag = decode(getattr(sp, "extra_args", None) if sp else None)
-                self._ltr_run_for(run_tag).add(request, tag, time.monotonic())
+                view = self._ltr_run_for(run_tag).add(request, tag, time.monotonic())
+                if self._ltr_scorer is not None:
+                    self._ltr_scorer.offer(request, view)
             except Exception as e:  # noqa: BLE001 - never take the engine down
                 self._ltr_fail(e)
         self._ltr_spill_s += time.perf_counter() - t
@@ -107,8 +130,10 @@ class PolicySchedulingMixin:
         run = self._ltr_run
         if run is None:
             return super().schedule(*args, **kwargs)
+        start = time.monotonic()  # the step starts here: scoring is part of it
+        scored, predictor_s = (self._ltr_scorer.score_pending()
+                               if self._ltr_scorer is not None else (0, 0.0))
         p0 = time.perf_counter()
-        start = time.monotonic()
         try:
             keys, full = run.rank_keys(start)
             self._ltr_rank_running(keys)
@@ -126,6 +151,7 @@ class PolicySchedulingMixin:
         try:
             rec = self._ltr_batch(run, out, start, end)
             rec.plugin_s = ours
+            rec.predictor_s, rec.scored_requests = predictor_s, scored
             self._ltr_pending.append((out, rec, start, end))
         except Exception as e:  # noqa: BLE001
             self._ltr_fail(e)

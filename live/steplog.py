@@ -21,8 +21,8 @@ from traces.results import STEP_COLUMNS
 
 # Columns of steps.parquet beyond the shared schema (traces/results.py), live runs only.
 LIVE_STEP_COLUMNS = (
-    "end_s", "schedule_s", "execute_s", "update_s", "plugin_s", "scheduled_requests",
-    "finished_requests", "busy_after",
+    "end_s", "schedule_s", "execute_s", "update_s", "plugin_s", "predictor_s",
+    "scheduled_requests", "scored_requests", "finished_requests", "busy_after",
 )
 FLUSH_EVERY_STEPS = 32
 FLUSH_EVERY_S = 0.5
@@ -38,7 +38,8 @@ class StepRecord:
     schedule_s: float = 0.0
     execute_s: float = 0.0
     update_s: float = 0.0
-    plugin_s: float = 0.0
+    plugin_s: float = 0.0  # the plug-in's policy work and logging
+    predictor_s: float = 0.0  # in-server scoring of newcomers (live/inserver.py)
     prefill_tokens: int = 0
     prefill_sq_tokens: int = 0
     decode_requests: int = 0
@@ -48,6 +49,7 @@ class StepRecord:
     kv_blocks_used: int = -1
     preemptions: int = 0
     scheduled_requests: int = 0
+    scored_requests: int = 0
     finished_requests: int = 0
     busy_after: bool = True
 
@@ -143,5 +145,5 @@ def steps_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     out = pd.DataFrame(cols)
     ints = [c for c in out.columns if c not in ("start_s", "duration_s", "end_s", "schedule_s",
                                                 "execute_s", "update_s", "plugin_s",
-                                                "busy_after")]
+                                                "predictor_s", "busy_after")]
     return out.astype({c: "int64" for c in ints} | {"busy_after": bool})

@@ -42,6 +42,9 @@ class RequestTracker:
     _valid_until_step: float = -math.inf
     _valid_until_s: float = -math.inf
     _next_id: int = 0
+    # With a predictor in the server: the column its scores go to, which a request's
+    # own non-zero priority fills instead (live/inserver.py); else score_priority.
+    score_column: str | None = None
 
     def add(self, request: Any, tag: RequestTag, now_s: float) -> RequestView:
         """Make the view of a request entering the scheduler."""
@@ -50,7 +53,9 @@ class RequestTracker:
         if output is None and sp is not None and getattr(sp, "ignore_eos", False):
             output = getattr(sp, "max_tokens", None)  # with ignore_eos it is the true length
         features = dict(tag.features)
-        if not any(k.startswith(SCORE_PREFIX) for k in features):
+        if self.score_column is not None:
+            pass  # the scorer fills it (or takes the priority) before the first key
+        elif not any(k.startswith(SCORE_PREFIX) for k in features):
             # vLLM's priority field, lower first, as a score (higher = served first).
             features[SCORE_PREFIX + "priority"] = -float(getattr(request, "priority", 0) or 0)
         rid = tag.request_id

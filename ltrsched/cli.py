@@ -34,6 +34,7 @@ _SUBCOMMANDS = [
     ("policies.predictor.cli", "app", "predictor"),
     ("ltrsched.demo", "demo", "demo"),
     ("live.cli", "app", "live"),
+    ("live.cli", "serve", "serve"),
     ("analysis.compare", "compare", "compare"),
     ("analysis.sweep_cli", "sweep", "sweep"),
     ("analysis.report_cli", "report", "report"),
@@ -61,7 +62,7 @@ def _register() -> None:
         if isinstance(obj, typer.Typer):
             app.add_typer(obj, name=name)
         else:
-            app.command(name)(obj)
+            app.command(name, context_settings=getattr(obj, "context_settings", None))(obj)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -1,0 +1,102 @@
+"""In-server scoring (live/inserver.py) with stand-in requests and predictors: what is
+scored, what keeps its own score, one batch per step, and the fallback on failure."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from live_fakes import FakeRequest
+
+from live.inserver import FALLBACK_SCORE, InServerScorer
+from live.tracker import RequestTracker
+from live.xargs import RequestTag
+from policies import make_policy
+
+COL = "score_p"
+
+
+class Prompted(FakeRequest):
+    def __init__(self, vid: str, ids: list[int], priority: int = 0) -> None:
+        super().__init__(vid, num_prompt_tokens=len(ids), priority=priority)
+        self.prompt_token_ids = ids
+
+
+def scorer(calls: list[list[str]], fail: bool = False) -> InServerScorer:
+    def predict(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        if fail:
+            raise RuntimeError("predictor broke")
+        return np.array([-float(len(t)) for t in texts])  # shorter text, higher score
+
+    return InServerScorer(COL, predict, lambda ids: "x" * sum(ids), max_decode_ids=3)
+
+
+def add(tracker: RequestTracker, s: InServerScorer, request, features=None):
+    view = tracker.add(request, RequestTag(features=features or {}), 0.0)
+    s.offer(request, view)
+    return view
+
+
+def test_newcomers_are_scored_in_one_batch_and_keep_their_score():
+    calls: list[list[str]] = []
+    s, tracker = scorer(calls), RequestTracker(score_column=COL)
+    views = [add(tracker, s, Prompted(f"r{i}", [1] * (i + 1))) for i in range(3)]
+    assert s.score_pending() == (3, pytest.approx(s.seconds))
+    assert calls == [["x", "xx", "xxx"]]  # one batch
+    assert [v.features[COL] for v in views] == [-1.0, -2.0, -3.0]
+    assert s.score_pending() == (0, 0.0) and len(calls) == 1  # nothing new: no call
+    # the decode sees at most max_decode_ids ids (the predictor cuts the prompt anyway)
+    add(tracker, s, Prompted("long", [1] * 10))
+    s.score_pending()
+    assert calls[-1] == ["xxx"]
+
+
+def test_a_request_with_its_own_score_or_priority_is_not_scored():
+    calls: list[list[str]] = []
+    s, tracker = scorer(calls), RequestTracker(score_column=COL)
+    own = add(tracker, s, Prompted("own", [1]), {COL: 7.5})
+    prio = add(tracker, s, Prompted("prio", [1], priority=3))
+    plain = add(tracker, s, Prompted("plain", [1, 1]))
+    s.score_pending()
+    assert calls == [["xx"]]
+    assert own.features[COL] == 7.5 and prio.features[COL] == -3.0
+    assert plain.features[COL] == -2.0
+    assert "score_priority" not in plain.features  # only the scorer's column: ltr finds it
+
+
+def test_a_failing_predictor_falls_back_to_arrival_order_and_logs_once(caplog):
+    calls: list[list[str]] = []
+    s, tracker = scorer(calls, fail=True), RequestTracker(score_column=COL)
+    with caplog.at_level(logging.ERROR, logger="ltrsched.live"):
+        first = [add(tracker, s, Prompted(f"a{i}", [1])) for i in range(2)]
+        s.score_pending()
+        second = add(tracker, s, Prompted("b", [1]))
+        s.score_pending()
+    assert [v.features[COL] for v in [*first, second]] == [FALLBACK_SCORE] * 3
+    assert s.failures == 3 and "predictor broke" in s.first_error
+    assert len([r for r in caplog.records if "predictor failed" in r.message]) == 1
+    # ltr orders the affected requests among themselves by arrival (the tie-breaker)
+    keys, _ = tracker.rank_keys(make_policy("ltr"), 0.0)
+    assert sorted(keys, key=keys.get) == ["a0", "a1", "b"]
+
+
+def test_a_prompt_without_token_ids_falls_back_and_does_not_raise():
+    calls: list[list[str]] = []
+    s, tracker = scorer(calls), RequestTracker(score_column=COL)
+    v = add(tracker, s, FakeRequest("embeds"))  # no prompt_token_ids (prompt embeddings)
+    assert s.score_pending()[0] == 1
+    assert v.features[COL] == FALLBACK_SCORE
+
+
+def test_the_score_survives_preemption():
+    calls: list[list[str]] = []
+    s, tracker = scorer(calls), RequestTracker(score_column=COL)
+    v = add(tracker, s, Prompted("r", [1, 1]))
+    s.score_pending()
+    tracker.rank_keys(make_policy("ltr"), 0.0)
+    tracker.after_step({"r": 1}, (), 0.0, 0.01, {"r"})
+    tracker.after_step({}, ("r",), 0.01, 0.02, set())  # preempted back to waiting
+    s.score_pending()
+    assert len(calls) == 1 and v.features[COL] == -2.0

@@ -1,0 +1,205 @@
+"""A user's own server: `vllm serve`'s OpenAI API with the plug-in scoring requests itself.
+
+On the CPU build of vLLM: a tiny Llama with random weights that shares the tokenizer of
+a tiny predictor trained here; requests go over plain HTTP (urllib) with no ltrsched
+fields. One slot (max_num_seqs=1) makes the service order visible as the order in which
+responses come back. Skipped where vLLM is not installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("vllm")
+pytest.importorskip("torch")
+
+from live.models import copy_tokenizer, write_tiny_llama  # noqa: E402
+from ltrsched.cli import main as ltrsched_main  # noqa: E402
+from policies.predictor.checkpoint import load_predictor  # noqa: E402
+from policies.predictor.config import TrainConfig  # noqa: E402
+from policies.predictor.scoring import score_prompts  # noqa: E402
+from policies.predictor.train import train  # noqa: E402
+from traces.io import write_trace  # noqa: E402
+
+STARVATION = 400  # steps waited before promotion
+BLOCKER_TOKENS = 300  # keeps the one slot busy while the others queue (fewer steps)
+SHORT_TOKENS = 8
+TINY = dict(backbone="opt-tiny", max_prompt_tokens=32, vocab_size=300, list_size=16,
+            batch_size=16, lr=3e-3, device="cpu", threads=1, seed=0, epochs=2)
+
+
+def synthetic_trace(path: Path, n: int, seed: int) -> Path:
+    """Prompt "go" k times asks for about 20*k output tokens: a learnable task."""
+    rng = np.random.default_rng(seed)
+    k = rng.integers(1, 13, size=n)
+    write_trace(pd.DataFrame({
+        "request_id": np.arange(n), "arrival_s": np.zeros(n),
+        "prompt_tokens": k + 1, "output_tokens": 20 * k + rng.integers(0, 10, size=n),
+        "prompt": ["go " * int(i) + "now" for i in k],
+    }), path, {"source": "synthetic"})
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("serve")
+    train(TrainConfig(**TINY), synthetic_trace(d / "train.parquet", n=160, seed=1),
+          d / "predictor")
+    model = write_tiny_llama(d / "tiny")
+    copy_tokenizer(d / "predictor", model)
+    return d, model
+
+
+@pytest.fixture(scope="module")
+def server(setup):
+    d, model = setup
+    port = free_port()
+    log = open(d / "server.log", "w")  # noqa: SIM115
+    cmd = [sys.executable, "-m", "ltrsched.cli", "serve", str(model), "--predictor",
+           str(d / "predictor"), "--predictor-device", "cpu", "--dummy-weights",
+           "--port", str(port), "--policy", f"ltr:starvation={STARVATION},quantum=10",
+           "--step-log", str(d / "steps.jsonl"), "--",
+           "--max-num-seqs", "1", "--enforce-eager", "--max-model-len", "512",
+           "--no-enable-prefix-caching"]
+    env = {**os.environ, "VLLM_LOGGING_STREAM": "ext://sys.stderr"}
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited {proc.returncode}: "
+                        f"{(d / 'server.log').read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as r:
+                model_id = json.load(r)["data"][0]["id"]
+                break
+        except OSError:
+            time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail("server did not start in 300 s")
+    yield url, model_id, d
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def complete(url: str, model: str, prompt: str, max_tokens: int) -> dict:
+    body = json.dumps({"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                       "ignore_eos": True, "temperature": 0}).encode()
+    req = urllib.request.Request(f"{url}/v1/completions", body,
+                                 {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.load(r)
+
+
+def served_order(url: str, model: str, first: list[str], then: list[str] = (),
+                 queued: int = 5) -> list[int]:
+    """Hold the one slot with a long request; meanwhile send the `first` prompts (in list
+    order), then keep `queued` of the `then` prompts waiting: each response back lets the
+    next one go. Returns prompt indices (first, then then) in the order they came back."""
+    prompts = list(first) + list(then)
+    done: list[int] = []
+    lock = threading.Lock()
+    feed = iter(range(len(first), len(prompts)))
+    threads: list[threading.Thread] = []
+
+    def one(i: int) -> None:
+        complete(url, model, prompts[i], SHORT_TOKENS)
+        with lock:
+            done.append(i)
+            nxt = next(feed, None)
+            if nxt is not None:
+                start(nxt)
+
+    def start(i: int) -> None:
+        t = threading.Thread(target=one, args=(i,))
+        threads.append(t)
+        t.start()
+
+    blocker = threading.Thread(target=complete, args=(url, model, "block", BLOCKER_TOKENS))
+    blocker.start()
+    time.sleep(0.3)  # the blocker is admitted first, alone
+    with lock:
+        for i in range(len(first)):
+            start(i)
+            time.sleep(0.002)
+        for _ in range(queued):
+            nxt = next(feed, None)
+            if nxt is not None:
+                start(nxt)
+    deadline = time.monotonic() + 300
+    while len(done) < len(prompts) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    blocker.join(60)
+    assert len(done) == len(prompts), "some requests did not complete"
+    return done
+
+
+def test_requests_without_scores_are_served_in_predicted_order(server, setup):
+    url, model, d = server
+    predictor = load_predictor(d / "predictor")
+    prompts = ["go " * k + "now" for k in (7, 2, 11, 4, 9, 1)]
+    scores = score_prompts(predictor, prompts)
+    assert len(set(scores.round(6))) == len(prompts)
+    order = served_order(url, model, prompts)
+    assert order == sorted(range(len(prompts)), key=lambda i: -scores[i])
+
+
+def test_starvation_prevention_promotes_a_request_that_waited_too_long(server, setup):
+    url, model, d = server
+    predictor = load_predictor(d / "predictor")
+    pool = ["go " * k + "now" + " ." * (k % 3) for k in range(1, 61)]
+    scores = score_prompts(predictor, pool)
+    by_score = sorted(range(len(pool)), key=lambda i: scores[i])
+    low, high = by_score[0], by_score[-40:]  # the lowest score, and 40 higher ones
+    # The low one arrives with 5 others, and 5 more keep waiting as each leaves: the queue
+    # always holds higher-scored requests, none waiting long, so only promotion lets it in.
+    order = served_order(url, model, [pool[low]], [pool[i] for i in high])
+    # Unpromoted it would come back last (41st). It waits the blocker's 300 steps, then
+    # about 12 short requests of 8 steps, is promoted at 400 and goes next.
+    position = order.index(0)
+    assert 5 <= position <= 25, order
+    log = (d / "steps.jsonl").read_text().splitlines()
+    steps = [json.loads(x) for x in log if '"kind": "step"' in x]
+    assert sum(s["scored_requests"] for s in steps) >= len(order)
+    assert not [x for x in log if '"kind": "error"' in x]
+
+
+def test_a_bad_predictor_directory_stops_the_server_at_start(setup, tmp_path, capsys):
+    d, model = setup
+    rc = ltrsched_main(["serve", str(model), "--predictor", str(tmp_path / "nope"),
+                        "--dry-run"])
+    assert rc == 2 and "no such model directory" in capsys.readouterr().err
+    # The plug-in itself refuses too, when vLLM is started without ltrsched's check.
+    (tmp_path / "broken").mkdir()
+    cfg = json.dumps({"ltrsched": {"predictor": str(tmp_path / "broken")}})
+    proc = subprocess.run(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+         "--load-format", "dummy", "--scheduler-cls", "live.scheduler.PolicyScheduler",
+         "--additional-config", cfg, "--gpu-memory-utilization", "0.3", "--enforce-eager",
+         "--max-model-len", "512", "--port", str(free_port())],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "ltrsched plug-in: predictor" in proc.stderr + proc.stdout
+    assert "not a predictor model directory" in proc.stderr + proc.stdout
