@@ -57,6 +57,8 @@ def build_report(
     outcome = ReportOutcome(Path(out))
     for make in FIGURES:
         result = make(data)
+        if result is None:  # not meant for this kind of sweep: no section, no note
+            continue
         (outcome.shown if isinstance(result, Shown) else outcome.skipped).append(result)
     page = _page(data, outcome)
     atomic_write(outcome.path, lambda p: Path(p).write_text(page, encoding="utf-8"))

@@ -26,7 +26,8 @@ def report(
         Opt("--png", help="Also write each figure as <figure>.png into this folder (kaleido)."),
     ] = None,
 ) -> None:
-    """Write an HTML report of a sweep: summary table, latency, CDF, fairness, tau, live."""
+    """Write an HTML report of a sweep: summary table, latency, advantage map, CDF, fairness,
+    tau, live."""
     from analysis.report import build_report, load_report_data
 
     data = load_report_data(sweep_dir, live)

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analysis.engine_config import engine_columns, engine_config
@@ -28,6 +29,8 @@ EXTRA_SUMMARY_KEYS = (
     "profile_label",
     "profile_source",
 )
+# Result columns computed here from the per-request table (the summary has no such entry).
+P99_PER_TOKEN = "p99_norm_latency_s_per_token"
 # Columns that measure this machine, not the model: ignored when comparing datasets.
 WALL_COLUMNS = ("wall_s", "sim_wall_s")
 # Per-request columns kept for latency CDFs.
@@ -108,6 +111,7 @@ def run_one(task: RunTask, trace: pd.DataFrame) -> RunOutcome:
         res = simulate(trace, policy, profile, cfg)
         row.update(_policy_columns(policy, trace))
         row.update({k: res.summary.get(k) for k in SUMMARY_KEYS + EXTRA_SUMMARY_KEYS})
+        row[P99_PER_TOKEN] = p99_norm_latency(res.requests)
         row["trace_requests"] = len(trace)
         row.update(status="ok", error="")
         if task.keep_requests:
@@ -116,6 +120,13 @@ def run_one(task: RunTask, trace: pd.DataFrame) -> RunOutcome:
         row.update(status="failed", error=one_line(e))
     row["wall_s"] = time.perf_counter() - started
     return RunOutcome(row, requests)
+
+
+def p99_norm_latency(requests: pd.DataFrame) -> float:
+    """p99 of latency per output token over finished requests (NaN if none finished),
+    as the summary computes its other percentiles (numpy's linear interpolation)."""
+    done = requests.loc[requests["status"] == "finished", "norm_latency_s_per_token"].dropna()
+    return float(np.percentile(done.to_numpy(), 99)) if len(done) else math.nan
 
 
 def _policy_columns(policy, trace: pd.DataFrame) -> dict[str, Any]:

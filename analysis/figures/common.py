@@ -179,4 +179,4 @@ def style(fig: go.Figure, height: int = 440) -> go.Figure:
     return fig
 
 
-FigureFn = Callable[[ReportData], Shown | Skipped]
+FigureFn = Callable[[ReportData], Shown | Skipped | None]
