@@ -67,7 +67,8 @@ def replay(
     df, _ = read_trace(trace)
     outs = [out] if len(policy) == 1 else [out / slug(p) for p in policy]
     specs = [RunSpec(policy=p, out=o, trace=str(trace), seed=seed,
-                     stall_timeout_s=stall_timeout) for p, o in zip(policy, outs, strict=True)]
+                     stall_timeout_s=stall_timeout, scored_in_server=predictor is not None)
+             for p, o in zip(policy, outs, strict=True)]
     if server is not None:
         summaries = asyncio.run(_replay_server(server, model, df, specs, step_log, vocab_size))
     else:

@@ -37,6 +37,7 @@ class RunSpec:
     send_run_config: bool = True  # policy, trace and clock ride with each request
     seed: int = 0
     stall_timeout_s: float = 120.0
+    scored_in_server: bool = False  # the plug-in's predictor gives the scores the policy reads
 
 
 async def run_trace(
@@ -52,7 +53,8 @@ async def run_trace(
     summary.json to spec.out; return the summary."""
     df = in_policy_order(trace)
     policy = make_policy(spec.policy)
-    policy.prepare(views_from_trace(df))  # fails here, clearly, on a column it lacks
+    if not spec.scored_in_server:  # else the scores do not exist before the server's step
+        policy.prepare(views_from_trace(df))  # fails here, clearly, on a column it lacks
     prompts, how = prompt_token_ids(df, vocab_size, tokenizer_file, spec.seed)
     run_id = uuid.uuid4().hex[:12]
     t0 = time.monotonic() + START_LEAD_S
@@ -60,7 +62,8 @@ async def run_trace(
     run_tag = RunTag(
         run=run_id,
         policy=spec.policy if spec.send_run_config else None,
-        trace=str(Path(spec.trace).resolve()) if spec.trace and spec.send_run_config else None,
+        trace=str(Path(spec.trace).resolve())
+        if spec.trace and spec.send_run_config and not spec.scored_in_server else None,
         step_log=str(spec.step_log.resolve()) if spec.step_log and spec.send_run_config
         else None,
         t0=t0 if spec.send_run_config else None,
