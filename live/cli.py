@@ -57,6 +57,8 @@ def replay(
         help="In-process: a predictor directory the plug-in loads to score requests that "
         "carry no score, as `ltrsched serve` does (needs a model with a tokenizer).")] = None,
     predictor_device: Annotated[str, Opt(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    predictor_mode: Annotated[str, Opt(help="overlap or sync (see ltrsched serve).")
+                              ] = "overlap",
     as_json: Annotated[bool, Opt("--json", help="Print the summaries as JSON.")] = False,
 ) -> None:
     """Replay a trace open-loop on vLLM under one or more policies; write the run(s)."""
@@ -84,6 +86,7 @@ def replay(
             num_gpu_blocks=num_gpu_blocks, max_model_len=max_model_len,
             prefix_caching=prefix_caching, seed=seed,
             predictor=str(predictor) if predictor else None, predictor_device=predictor_device,
+            predictor_mode=predictor_mode,
         )
         summaries = asyncio.run(_replay_engine(opts, df, specs, warmup))
     if as_json:
@@ -156,6 +159,8 @@ def serve(
     policy: Annotated[str, Opt(help="Policy spec the plug-in orders requests by.")
                       ] = "ltr:starvation=200,quantum=10",
     predictor_device: Annotated[str, Opt(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    predictor_mode: Annotated[str, Opt(help="overlap: score while the model runs a step; "
+                                            "sync: before ordering each step.")] = "overlap",
     step_log: Annotated[Path | None, Opt(help="JSONL the plug-in logs each step to.")] = None,
     host: Annotated[str, Opt(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, Opt(help="Port to listen on.")] = 8000,
@@ -171,7 +176,7 @@ def serve(
 
     opts = ServeOptions(cpu=is_cpu_platform(), model=model, policy=policy,
                         predictor=str(predictor) if predictor else None,
-                        predictor_device=predictor_device,
+                        predictor_device=predictor_device, predictor_mode=predictor_mode,
                         step_log=str(step_log) if step_log else None, host=host, port=port,
                         dummy_weights=dummy_weights, vllm_args=list(ctx.args))
     check(opts)

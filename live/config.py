@@ -5,9 +5,11 @@ object. Sources, later ones winning:
 1. environment: LTRSCHED_POLICY (spec, default "fcfs"), LTRSCHED_STEP_LOG (JSONL path),
    LTRSCHED_TRACE (trace file for Policy.prepare), LTRSCHED_PREDICTOR (a predictor model
    directory: the plug-in scores each request that arrives without a score),
-   LTRSCHED_PREDICTOR_DEVICE (auto, cpu, cuda, cuda:N; default auto);
+   LTRSCHED_PREDICTOR_DEVICE (auto, cpu, cuda, cuda:N; default auto),
+   LTRSCHED_PREDICTOR_MODE (overlap: score while the model runs, the default; sync);
 2. vLLM's additional config: `--additional-config '{"ltrsched": {"policy": ...,
-   "step_log": ..., "trace": ..., "predictor": ..., "predictor_device": ...}}'`
+   "step_log": ..., "trace": ..., "predictor": ..., "predictor_device": ...,
+   "predictor_mode": ...}}'`
    (`additional_config=` in engine args);
 3. per run, the ltrsched.policy / .step_log / .trace keys a replay driver sends with
    each request (live/xargs.py), so one engine serves several policies in turn.
@@ -29,7 +31,8 @@ ENV_STEP_LOG = "LTRSCHED_STEP_LOG"
 ENV_TRACE = "LTRSCHED_TRACE"
 ENV_PREDICTOR = "LTRSCHED_PREDICTOR"
 ENV_PREDICTOR_DEVICE = "LTRSCHED_PREDICTOR_DEVICE"
-ENGINE_KEYS = ("policy", "step_log", "trace", "predictor", "predictor_device")
+ENV_PREDICTOR_MODE = "LTRSCHED_PREDICTOR_MODE"
+ENGINE_KEYS = ("policy", "step_log", "trace", "predictor", "predictor_device", "predictor_mode")
 DEFAULT_POLICY = "fcfs"
 
 
@@ -42,6 +45,7 @@ class PluginConfig:
     trace: str | None = None
     predictor: str | None = None  # engine-wide: loaded once when the engine starts
     predictor_device: str = "auto"
+    predictor_mode: str = "overlap"  # or "sync" (live/inserver.py)
 
     @classmethod
     def from_engine(
@@ -55,6 +59,7 @@ class PluginConfig:
             trace=env.get(ENV_TRACE) or None,
             predictor=env.get(ENV_PREDICTOR) or None,
             predictor_device=env.get(ENV_PREDICTOR_DEVICE) or "auto",
+            predictor_mode=env.get(ENV_PREDICTOR_MODE) or "overlap",
         )
         extra = (additional_config.get("ltrsched")
                  if isinstance(additional_config, Mapping) else None)

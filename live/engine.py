@@ -41,6 +41,7 @@ class EngineOptions:
     seed: int = 0
     predictor: str | None = None  # in-server scoring (live/inserver.py)
     predictor_device: str = "auto"
+    predictor_mode: str = "overlap"
 
     def engine_args(self) -> dict[str, Any]:
         cfg = read_model_config(self.model)
@@ -67,7 +68,8 @@ class EngineOptions:
                                 "--predictor cannot read prompts")
             args["additional_config"] = {"ltrsched": {
                 "predictor": str(Path(self.predictor).resolve()),
-                "predictor_device": self.predictor_device}}
+                "predictor_device": self.predictor_device,
+                "predictor_mode": self.predictor_mode}}
         elif self.dummy_weights or not has_tokenizer(self.model):
             args["skip_tokenizer_init"] = True
         for key, value in (

@@ -13,6 +13,17 @@ Requests that carry a score keep it: a score_<name> feature in extra_args
 (`vllm_xargs={"ltrsched.f.score_<name>": s}`), or a non-zero vLLM `priority` (lower
 first, so the score is -priority; priority 0, the default, means "none").
 
+Two modes (`predictor_mode`):
+- sync: score_pending() at the start of schedule() scores the newcomers before the step
+  is ordered; the time is on the step's critical path (vLLM's AsyncScheduler, the GPU
+  default, already runs schedule() while the previous step executes).
+- overlap (default): the batch is handed to a scoring thread when a step has been
+  scheduled, so it runs while the model executes the step (vLLM's model runs in its
+  worker process or on the GPU); the next schedule() takes the scores that are ready
+  without waiting. A request not yet scored is ordered after every scored one, in
+  arrival order (it may still be admitted when there is room), and is ranked from the
+  first step after its score lands.
+
 A predictor that fails while serving never takes the server down: the requests of that
 batch get the score +inf, so they are served first among themselves in arrival order
 (FCFS for the affected requests; starvation prevention still protects the others), and
@@ -24,6 +35,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +52,7 @@ log = logging.getLogger("ltrsched.live")
 # cuts the prompt to max_prompt_tokens of its own tokens, so the tail is never read.
 DECODE_IDS_PER_TOKEN = 4
 FALLBACK_SCORE = float("inf")
+MODES = ("overlap", "sync")
 
 
 @dataclass
@@ -50,11 +63,15 @@ class InServerScorer:
     predict: Callable[[list[str]], np.ndarray]  # prompt texts -> scores (higher: shorter)
     decode: Callable[[list[int]], str]  # served-model token ids -> text
     max_decode_ids: int = 8192
+    overlap: bool = False
     pending: list[tuple[Any, RequestView]] = field(default_factory=list)
+    in_flight: tuple[Future, list[tuple[Any, RequestView]]] | None = None
+    _pool: ThreadPoolExecutor | None = None
     failures: int = 0  # requests that fell back to arrival order
     first_error: str | None = None
     scored: int = 0
     seconds: float = 0.0  # total time in score_pending
+    batch_s: float = 0.0  # compute time of the batch score_pending last applied
 
     def offer(self, request: Any, view: RequestView) -> None:
         """A request entered the scheduler: keep its own score, else queue it."""
@@ -67,11 +84,42 @@ class InServerScorer:
         self.pending.append((request, view))
 
     def score_pending(self) -> tuple[int, float]:
-        """Score every queued request in one batch; returns (how many, seconds)."""
-        if not self.pending:
-            return 0, 0.0
+        """Sync mode: score every queued request in one batch now. Overlap mode: apply
+        the scores of a finished batch, without waiting. Returns (requests scored,
+        seconds spent here)."""
         t = time.perf_counter()
+        if self.overlap:
+            if self.in_flight is None or not self.in_flight[0].done():
+                return 0, time.perf_counter() - t
+            future, batch = self.in_flight
+            self.in_flight = None
+            scores, self.batch_s = future.result()
+        else:
+            if not self.pending:
+                return 0, 0.0
+            batch, self.pending = self.pending, []
+            scores, self.batch_s = self._score(batch)
+        for (_, view), s in zip(batch, scores, strict=True):
+            view.features[self.column] = float(s)
+        self.scored += len(batch)
+        dt = time.perf_counter() - t
+        self.seconds += dt
+        return len(batch), dt
+
+    def start_scoring(self) -> None:
+        """Overlap mode: hand the queued requests to the scoring thread (one batch at a
+        time; newcomers wait for the next)."""
+        if not self.overlap or not self.pending or self.in_flight is not None:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="ltrsched-score")
         batch, self.pending = self.pending, []
+        self.in_flight = (self._pool.submit(self._score, batch), batch)
+
+    def _score(self, batch: list[tuple[Any, RequestView]]) -> tuple[np.ndarray, float]:
+        """The batch's scores (FALLBACK_SCORE for all of them when anything fails) and
+        the seconds they took."""
+        t = time.perf_counter()
         try:
             texts = [self.decode(list(_prompt_ids(r)[: self.max_decode_ids])) for r, _ in batch]
             scores = np.asarray(self.predict(texts), dtype=np.float64)
@@ -81,12 +129,11 @@ class InServerScorer:
         except Exception as e:  # noqa: BLE001 - the server must keep serving
             self._fail(e, len(batch))
             scores = np.full(len(batch), FALLBACK_SCORE)
-        for (_, view), s in zip(batch, scores, strict=True):
-            view.features[self.column] = float(s)
-        dt = time.perf_counter() - t
-        self.scored += len(batch)
-        self.seconds += dt
-        return len(batch), dt
+        return scores, time.perf_counter() - t
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _fail(self, e: Exception, n: int) -> None:
         self.failures += n
@@ -106,7 +153,7 @@ def _prompt_ids(request: Any) -> Sequence[int]:
 
 
 def load_scorer(predictor_dir: str, device: str, tokenizer: str | None,
-                trust_remote_code: bool = False) -> InServerScorer:
+                trust_remote_code: bool = False, mode: str = "overlap") -> InServerScorer:
     """The scorer for a predictor directory and the served model's tokenizer (a path or
     name vLLM resolved). LiveError with one line when either cannot be loaded: this runs
     at engine start, so a bad directory stops the server before it serves."""
@@ -114,6 +161,9 @@ def load_scorer(predictor_dir: str, device: str, tokenizer: str | None,
     from policies.predictor.errors import PredictorError
     from policies.predictor.scoring import score_prompts
 
+    if mode not in MODES:
+        raise LiveError(f"ltrsched plug-in: predictor_mode {mode!r}: use one of "
+                        f"{', '.join(MODES)}")
     if tokenizer is None:
         raise LiveError("ltrsched plug-in: the served model has no tokenizer "
                         "(skip_tokenizer_init), so the predictor cannot read prompts; serve "
@@ -135,7 +185,8 @@ def load_scorer(predictor_dir: str, device: str, tokenizer: str | None,
     log.info("ltrsched plug-in: predictor %s (%s, %s) on %s scores requests without a "
              "score into %s%s", predictor_dir, predictor.info.get("backbone"),
              predictor.objective.spec.describe(), device, SCORE_PREFIX, name)
-    return InServerScorer(SCORE_PREFIX + name, predict, decode, max_ids)
+    return InServerScorer(SCORE_PREFIX + name, predict, decode, max_ids,
+                          overlap=mode == "overlap")
 
 
 def _resolve_device(device: str) -> str:

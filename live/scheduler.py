@@ -17,10 +17,10 @@ Seams, as read in vLLM 0.32 (vllm/v1/core/sched/scheduler.py):
 - counters: update_from_output() moves each request's RequestView with
   policies.base.RequestCounters; one JSON line per step goes to the step log;
 - scores: with a predictor configured (live/inserver.py), the requests that arrived
-  without a score are scored in one batch at the start of schedule(), before the step
-  is ordered. Under the AsyncScheduler (vLLM's GPU default) schedule() runs while the
-  previous step executes, so scoring overlaps the model; under the sync scheduler
-  (CPU) it adds to the step, and the step log's predictor_s says by how much.
+  without a score are scored in one batch per step: by default in a thread started
+  once the step is scheduled, so it runs while the model executes the step, its scores
+  applied at the next schedule(); in sync mode at the start of schedule(), on the
+  step's critical path. The step log's predictor_s is the time schedule() spent on it.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ class PolicySchedulingMixin:
                     self._ltr_config.predictor, self._ltr_config.predictor_device,
                     None if getattr(mc, "skip_tokenizer_init", False) else mc.tokenizer,
                     bool(getattr(mc, "trust_remote_code", False)),
+                    self._ltr_config.predictor_mode,
                 )
             except LiveError as e:
                 log.error("%s", e)
@@ -148,10 +149,14 @@ class PolicySchedulingMixin:
         out = super().schedule(*args, **kwargs)
         end = time.monotonic()
         p1 = time.perf_counter()
+        if self._ltr_scorer is not None:
+            self._ltr_scorer.start_scoring()  # overlap mode: while the model runs the step
         try:
             rec = self._ltr_batch(run, out, start, end)
             rec.plugin_s = ours
             rec.predictor_s, rec.scored_requests = predictor_s, scored
+            if scored:
+                rec.predictor_batch_s = self._ltr_scorer.batch_s
             self._ltr_pending.append((out, rec, start, end))
         except Exception as e:  # noqa: BLE001
             self._ltr_fail(e)
@@ -178,6 +183,8 @@ class PolicySchedulingMixin:
         return done
 
     def shutdown(self) -> None:
+        if self._ltr_scorer is not None:
+            self._ltr_scorer.close()
         if self._ltr_run is not None:
             self._ltr_run.close()
         super().shutdown()

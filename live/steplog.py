@@ -22,7 +22,7 @@ from traces.results import STEP_COLUMNS
 # Columns of steps.parquet beyond the shared schema (traces/results.py), live runs only.
 LIVE_STEP_COLUMNS = (
     "end_s", "schedule_s", "execute_s", "update_s", "plugin_s", "predictor_s",
-    "scheduled_requests", "scored_requests", "finished_requests", "busy_after",
+    "predictor_batch_s", "scheduled_requests", "scored_requests", "finished_requests", "busy_after",
 )
 FLUSH_EVERY_STEPS = 32
 FLUSH_EVERY_S = 0.5
@@ -39,7 +39,8 @@ class StepRecord:
     execute_s: float = 0.0
     update_s: float = 0.0
     plugin_s: float = 0.0  # the plug-in's policy work and logging
-    predictor_s: float = 0.0  # in-server scoring of newcomers (live/inserver.py)
+    predictor_s: float = 0.0  # schedule()'s time on in-server scoring (live/inserver.py)
+    predictor_batch_s: float = 0.0  # compute time of the batch scored for this step
     prefill_tokens: int = 0
     prefill_sq_tokens: int = 0
     decode_requests: int = 0
@@ -145,5 +146,6 @@ def steps_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     out = pd.DataFrame(cols)
     ints = [c for c in out.columns if c not in ("start_s", "duration_s", "end_s", "schedule_s",
                                                 "execute_s", "update_s", "plugin_s",
-                                                "predictor_s", "busy_after")]
+                                                "predictor_s", "predictor_batch_s",
+                                                "busy_after")]
     return out.astype({c: "int64" for c in ints} | {"busy_after": bool})

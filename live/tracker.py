@@ -108,23 +108,28 @@ class RequestTracker:
             self.step >= self._valid_until_step or now_s >= self._valid_until_s
             or (self._joined and not per_request)))
         todo = self.entries.keys() if full else (self._stale | self.running)
+        unscored = set()
         for vid in todo:
             e = self.entries.get(vid)
             if e is None:
                 continue
             v = self.sync(e)
+            if self.score_column is not None and self.score_column not in v.features:
+                unscored.add(vid)  # its score is on the way: no key yet (see live/inserver.py)
+                continue
             e.key = (policy.key(v, now_s), tie_key(v))
             self.keys[vid] = e.key
         if not policy.static_keys:
             if full:
-                waiting = [e.view for vid, e in self.entries.items() if vid not in self.running]
+                waiting = [e.view for vid, e in self.entries.items()
+                           if vid not in self.running and vid not in unscored]
                 self._set_horizon(policy.horizon(waiting, [], now_s), now_s, reset=True)
             elif per_request:  # the newcomers' own promotions bound the order too
-                for vid in self._stale - self.running:
+                for vid in self._stale - self.running - unscored:
                     e = self.entries.get(vid)
                     if e is not None:
                         self._set_horizon(policy.horizon([e.view], [], now_s), now_s)
-        self._stale.clear()
+        self._stale = unscored  # keyed as soon as their scores land
         self._rekey_all = self._joined = False
         return self.keys, full
 

@@ -100,3 +100,49 @@ def test_the_score_survives_preemption():
     tracker.after_step({}, ("r",), 0.01, 0.02, set())  # preempted back to waiting
     s.score_pending()
     assert len(calls) == 1 and v.features[COL] == -2.0
+
+
+def test_overlap_mode_scores_in_a_thread_and_orders_unscored_requests_last():
+    calls: list[list[str]] = []
+    s, tracker = scorer(calls), RequestTracker(score_column=COL)
+    s.overlap = True
+    policy = make_policy("ltr")
+    add(tracker, s, Prompted("old", [1, 1, 1]))
+    s.start_scoring()
+    s.in_flight[0].result(timeout=10)
+    assert s.score_pending()[0] == 1  # applied at the next schedule(), without waiting
+    add(tracker, s, Prompted("new", [1]))  # arrives: not scored yet
+    assert s.score_pending()[0] == 0
+    keys, _ = tracker.rank_keys(policy, 0.0)
+    assert list(keys) == ["old"]  # the newcomer has no key: the queue puts it last
+    s.start_scoring()
+    s.in_flight[0].result(timeout=10)
+    s.score_pending()
+    keys, _ = tracker.rank_keys(policy, 0.0)
+    assert sorted(keys, key=keys.get) == ["new", "old"]  # shorter text, higher score
+    assert len(calls) == 2
+    s.close()
+
+
+def test_one_batch_in_flight_at_a_time():
+    release = []
+
+    def slow(texts):
+        while not release:
+            pass
+        return np.zeros(len(texts))
+
+    s = InServerScorer(COL, slow, lambda ids: "x", overlap=True)
+    tracker = RequestTracker(score_column=COL)
+    add(tracker, s, Prompted("a", [1]))
+    s.start_scoring()
+    add(tracker, s, Prompted("b", [1]))
+    s.start_scoring()  # a batch is running: b waits for the next one
+    assert len(s.pending) == 1 and s.score_pending()[0] == 0
+    release.append(True)
+    s.in_flight[0].result(timeout=10)
+    assert s.score_pending()[0] == 1
+    s.start_scoring()
+    s.in_flight[0].result(timeout=10)
+    assert s.score_pending()[0] == 1
+    s.close()
