@@ -1,18 +1,23 @@
-"""`ltrsched policies`: list the scheduling policies and check a policy spec."""
+"""`ltrsched policies`: list the scheduling policies, check a policy spec, add oracle
+length distributions to a trace."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from policies.base import format_param
+from policies.lengthdist import NUM_BINS
 from policies.registry import available, first_line, make_policy, params_of, policy_class
 from policies.starvation import StarvationPrevention
 
 app = typer.Typer(
     name="policies",
-    help="Scheduling policies: list them, check a --policy spec.",
+    help="Scheduling policies: list them, check a --policy spec, add oracle distributions.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -48,3 +53,48 @@ def show(spec: str = typer.Argument(..., help="a policy spec, e.g. ltr:starvatio
     policy = make_policy(spec)
     typer.echo(policy.describe())
     typer.echo(f"static_keys={policy.static_keys} requires={','.join(policy.requires) or '-'}")
+
+
+@app.command("oracle-dist")
+def oracle_dist_cmd(
+    trace: Annotated[Path, typer.Option("--trace", help="Input trace (Parquet).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output trace (may be the input).")],
+    name: Annotated[
+        str, typer.Option("--name", help="Writes dist_<name>_NN and score_<name>.")
+    ] = "oracle",
+    sigma: Annotated[
+        float | None,
+        typer.Option(
+            "--sigma",
+            help="Log-space spread (default: the trace's len_sigma, else "
+            "0.5); given, it overrides len_sigma.",
+        ),
+    ] = None,
+    noise: Annotated[
+        float, typer.Option("--noise", help="Log-space noise on each request's median (0: exact).")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the per-request noise.")] = 0,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--max-tokens",
+            help="Cut the distributions at this length (default: the cap a synthetic "
+            "source records in the trace's metadata, else none).",
+        ),
+    ] = None,
+) -> None:
+    """Add a log-normal length distribution per request, centred on the true length (or
+    the trace's len_mu/len_sigma) with seeded noise: an oracle for gittins and serpt."""
+    from policies.oracle_dist import oracle_dist, output_cap
+    from traces.io import read_trace, write_trace
+
+    df, meta = read_trace(trace)
+    cap = output_cap(meta) if max_tokens is None else max_tokens
+    df, info = oracle_dist(df, name=name, sigma=sigma, noise=noise, seed=seed, max_tokens=cap)
+    meta = {**meta, "oracle_dist": {**meta.get("oracle_dist", {}), name: info}}
+    write_trace(df, out, meta)
+    typer.echo(
+        f"wrote {out}: dist_{name}_00..{NUM_BINS - 1:02d} and score_{name} for {len(df)} "
+        f"requests ({info['family']}, sigma={info['sigma']}, noise={noise}, seed={seed}"
+        + (f", cut at {cap} tokens)" if cap is not None else ")")
+    )
