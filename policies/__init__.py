@@ -10,6 +10,7 @@ from policies import (  # noqa: F401
     approx_oracle,
     classify,
     fcfs,
+    gittins,
     ltr,
     mlfq,
     prompt_length,

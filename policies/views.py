@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from policies.base import RequestView
+from policies.lengthdist import DIST_PREFIX
 from traces.schema import PRED_TOKENS_PREFIX, SCORE_PREFIX
 
 
@@ -19,8 +20,9 @@ def in_policy_order(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def feature_columns(df: pd.DataFrame) -> list[str]:
-    """The predictor columns a policy may read (score_*, pred_tokens_*)."""
-    return [c for c in df.columns if c.startswith((SCORE_PREFIX, PRED_TOKENS_PREFIX))]
+    """The predictor columns a policy may read (score_*, pred_tokens_*, dist_*)."""
+    prefixes = (SCORE_PREFIX, PRED_TOKENS_PREFIX, DIST_PREFIX)
+    return [c for c in df.columns if c.startswith(prefixes)]
 
 
 def views_from_trace(df: pd.DataFrame) -> list[RequestView]:

@@ -20,6 +20,8 @@ NAMES = {
     "prompt-length",
     "approx-oracle",
     "mlfq",
+    "gittins",
+    "serpt",
 }
 
 
