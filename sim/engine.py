@@ -675,7 +675,9 @@ class Engine:
         first = self.profile.step_time(0, 0, self.n_dec, self.ctx_a + self.n_dec * g, 0)
         if k < MIN_STRETCH_STEPS or t_limit - now < (MIN_STRETCH_STEPS - 1) * first:
             return False
-        if self.has_horizon:
+        # A V1 stretch admits and preempts nothing, so a static-key policy's order can
+        # only matter at its end; the paper's engine re-sorts running requests each step.
+        if self.has_horizon and (paper or self.dynamic):
             h_steps, h_s = self._horizon()
             if h_steps < math.inf:
                 k = min(k, int(h_steps))
