@@ -141,7 +141,7 @@ class PolicySchedulingMixin:
             self.waiting.reorder(
                 lambda r: (0, keys[r.request_id]) if r.request_id in keys
                 else (1, r.arrival_time),
-                full,
+                full or scored > 0,  # newly scored requests leave their unscored place
             )
         except Exception as e:  # noqa: BLE001
             self._ltr_fail(e)
