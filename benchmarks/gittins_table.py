@@ -58,7 +58,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--oracle-noise", type=float, nargs="*", default=[0.0, 0.5])
     ap.add_argument("--profile", default=None)
-    ap.add_argument("--preemption", default="recompute", choices=["recompute", "swap"])
+    ap.add_argument("--preemption", default=None, choices=["recompute", "swap"],
+                    help="default: the engine mode's own (vllm-v1: recompute; ltr-paper: swap)")
+    ap.add_argument("--engine-mode", default="vllm-v1", choices=["vllm-v1", "ltr-paper"],
+                    help="ltr-paper re-sorts running requests every step and preempts by rank, "
+                    "where a request's age can change its place")
     ap.add_argument("--csv", type=Path)
     args = ap.parse_args()
 
@@ -79,7 +83,8 @@ def main() -> None:
         oracle.append(name)
     df = df.drop(columns=[c for c in df.columns if c.startswith("score_oracle")])
 
-    config = EngineConfig(preemption=args.preemption)
+    config = EngineConfig(engine_mode=args.engine_mode,
+                          **({"preemption": args.preemption} if args.preemption else {}))
     rows = []
     for label, spec in policies(args.score, args.dist, oracle):
         t = time.perf_counter()
@@ -99,8 +104,9 @@ def main() -> None:
     ltr = table.loc["ltr", "mean s/token"]
     table["ltr / this (mean)"] = ltr / table["mean s/token"]
     noises = ", ".join(f"oracle{i}: noise {x}" for i, x in enumerate(args.oracle_noise))
-    print(f"\n{args.trace.name}: {len(df)} requests at {args.rate}/s, preemption "
-          f"{args.preemption}, profile {args.profile or 'default'}; {noises}")
+    print(f"\n{args.trace.name}: {len(df)} requests at {args.rate}/s, engine "
+          f"{args.engine_mode}, preemption {config.preemption}, profile "
+          f"{args.profile or 'default'}; {noises}")
     print(table.to_string(float_format=lambda x: f"{x:.4g}"))
     if args.csv:
         table.to_csv(args.csv)
