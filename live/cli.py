@@ -71,6 +71,9 @@ def replay(
     specs = [RunSpec(policy=p, out=o, trace=str(trace), seed=seed,
                      stall_timeout_s=stall_timeout, scored_in_server=predictor is not None)
              for p, o in zip(policy, outs, strict=True)]
+    if server is not None and predictor is not None:
+        raise LiveError("--predictor is for the in-process engine; a server loads its own "
+                        "(ltrsched serve --predictor, or LTRSCHED_PREDICTOR)")
     if server is not None:
         summaries = asyncio.run(_replay_server(server, model, df, specs, step_log, vocab_size))
     else:

@@ -9,9 +9,13 @@ predictor's device before the step is ordered. The score lands in the request's
 RequestView features (score_<predictor name>), which live as long as the request does,
 so a preempted request keeps it.
 
-Requests that carry a score keep it: a score_<name> feature in extra_args
-(`vllm_xargs={"ltrsched.f.score_<name>": s}`), or a non-zero vLLM `priority` (lower
-first, so the score is -priority; priority 0, the default, means "none").
+A distributional predictor (`--loss nll` or `quantile`) also gives each request its
+bin probabilities, dist_<name>_NN, so `gittins` and `serpt` run in the server too.
+
+Requests that carry a score keep it: a score_* feature in extra_args
+(`vllm_xargs={"ltrsched.f.score_<name>": s}`; any name, stored under the predictor's
+column), or a non-zero vLLM `priority` (lower first, so the score is -priority;
+priority 0, the default, means "none"). They get no distribution.
 
 Two modes (`predictor_mode`):
 - sync: score_pending() at the start of schedule() scores the newcomers before the step
@@ -24,10 +28,12 @@ Two modes (`predictor_mode`):
   arrival order (it may still be admitted when there is room), and is ranked from the
   first step after its score lands.
 
-A predictor that fails while serving never takes the server down: the requests of that
-batch get the score +inf, so they are served first among themselves in arrival order
-(FCFS for the affected requests; starvation prevention still protects the others), and
-the first failure is logged once.
+A predictor that fails while serving never takes the server down: the requests it
+failed on (a chunk of SCORE_CHUNK prompts, or one prompt that cannot be decoded) get
+the score +inf, so they are served first, among themselves in arrival order (FCFS for
+the affected requests; starvation prevention still protects the others), and the first
+failure is logged once. Prompts are decoded from the ids the server holds, which
+include any chat template the server applied: the predictor sees that text.
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ log = logging.getLogger("ltrsched.live")
 # Decode at most this many served-model ids per predictor token kept: the predictor
 # cuts the prompt to max_prompt_tokens of its own tokens, so the tail is never read.
 DECODE_IDS_PER_TOKEN = 4
-FALLBACK_SCORE = float("inf")
+FALLBACK_SCORE = float("inf")  # a request that could not be scored is served first
+SCORE_CHUNK = 64  # prompts per predictor forward pass
 MODES = ("overlap", "sync")
 
 
@@ -60,22 +67,31 @@ class InServerScorer:
     """Scores newcomers in one batch per step; see the module docstring."""
 
     column: str
-    predict: Callable[[list[str]], np.ndarray]  # prompt texts -> scores (higher: shorter)
+    # prompt texts -> (scores, higher = shorter; bin probabilities [n, NUM_BINS] or None)
+    predict: Callable[[list[str]], tuple[np.ndarray, np.ndarray | None]]
     decode: Callable[[list[int]], str]  # served-model token ids -> text
     max_decode_ids: int = 8192
+    dist_columns: list[str] | None = None  # a distributional predictor's dist_<name>_NN
     overlap: bool = False
     pending: list[tuple[Any, RequestView]] = field(default_factory=list)
     in_flight: tuple[Future, list[tuple[Any, RequestView]]] | None = None
     _pool: ThreadPoolExecutor | None = None
-    failures: int = 0  # requests that fell back to arrival order
+    failures: int = 0  # requests that fell back (FALLBACK_SCORE)
     first_error: str | None = None
     scored: int = 0
     seconds: float = 0.0  # total time in score_pending
     batch_s: float = 0.0  # compute time of the batch score_pending last applied
 
     def offer(self, request: Any, view: RequestView) -> None:
-        """A request entered the scheduler: keep its own score, else queue it."""
-        if self.column in view.features:
+        """A request entered the scheduler: keep its own score, else queue it. A score
+        it brings under another score_* name becomes this column (the only one, so that
+        `ltr` without col= finds it)."""
+        own = sorted(k for k in view.features if k.startswith(SCORE_PREFIX))
+        if own:
+            value = view.features.get(self.column, view.features[own[0]])
+            for k in own:
+                del view.features[k]
+            view.features[self.column] = value
             return
         priority = getattr(request, "priority", 0) or 0
         if priority:
@@ -93,14 +109,16 @@ class InServerScorer:
                 return 0, time.perf_counter() - t
             future, batch = self.in_flight
             self.in_flight = None
-            scores, self.batch_s = future.result()
+            scores, dists, self.batch_s = future.result()
         else:
             if not self.pending:
                 return 0, 0.0
             batch, self.pending = self.pending, []
-            scores, self.batch_s = self._score(batch)
-        for (_, view), s in zip(batch, scores, strict=True):
-            view.features[self.column] = float(s)
+            scores, dists, self.batch_s = self._score(batch)
+        for i, (_, view) in enumerate(batch):
+            view.features[self.column] = float(scores[i])
+            if dists is not None and self.dist_columns and np.isfinite(scores[i]):
+                view.features.update(zip(self.dist_columns, map(float, dists[i]), strict=True))
         self.scored += len(batch)
         dt = time.perf_counter() - t
         self.seconds += dt
@@ -116,20 +134,38 @@ class InServerScorer:
         batch, self.pending = self.pending, []
         self.in_flight = (self._pool.submit(self._score, batch), batch)
 
-    def _score(self, batch: list[tuple[Any, RequestView]]) -> tuple[np.ndarray, float]:
-        """The batch's scores (FALLBACK_SCORE for all of them when anything fails) and
-        the seconds they took."""
+    def _score(self, batch: list[tuple[Any, RequestView]]
+               ) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """Scores of the batch, bin probabilities (distributional predictors) and the
+        seconds taken. Prompts go through the predictor SCORE_CHUNK at a time; a request
+        that cannot be decoded, or whose chunk fails, gets FALLBACK_SCORE."""
         t = time.perf_counter()
-        try:
-            texts = [self.decode(list(_prompt_ids(r)[: self.max_decode_ids])) for r, _ in batch]
-            scores = np.asarray(self.predict(texts), dtype=np.float64)
-            if scores.shape != (len(batch),) or not np.all(np.isfinite(scores)):
-                raise ValueError(f"predictor gave {scores.shape} scores for {len(batch)} "
-                                 "prompts, or non-finite ones")
-        except Exception as e:  # noqa: BLE001 - the server must keep serving
-            self._fail(e, len(batch))
-            scores = np.full(len(batch), FALLBACK_SCORE)
-        return scores, time.perf_counter() - t
+        scores = np.full(len(batch), FALLBACK_SCORE)
+        dists: np.ndarray | None = None
+        texts: list[tuple[int, str]] = []
+        for i, (request, _) in enumerate(batch):
+            try:
+                texts.append((i, self.decode(list(_prompt_ids(request)[: self.max_decode_ids]))))
+            except Exception as e:  # noqa: BLE001 - the server must keep serving
+                self._fail(e, 1)
+        for start in range(0, len(texts), SCORE_CHUNK):
+            chunk = texts[start : start + SCORE_CHUNK]
+            idx = [i for i, _ in chunk]
+            try:
+                s, d = self.predict([x for _, x in chunk])
+                s = np.asarray(s, dtype=np.float64)
+                if s.shape != (len(chunk),) or not np.all(np.isfinite(s)):
+                    raise ValueError(f"predictor gave {s.shape} scores for {len(chunk)} "
+                                     "prompts, or non-finite ones")
+            except Exception as e:  # noqa: BLE001
+                self._fail(e, len(chunk))
+                continue
+            scores[idx] = s
+            if d is not None:
+                if dists is None:
+                    dists = np.zeros((len(batch), np.shape(d)[1]))
+                dists[idx] = d
+        return scores, dists, time.perf_counter() - t
 
     def close(self) -> None:
         if self._pool is not None:
@@ -139,9 +175,9 @@ class InServerScorer:
         self.failures += n
         if self.first_error is None:
             self.first_error = f"{type(e).__name__}: {e}"
-            log.error("ltrsched plug-in: the predictor failed (%s); the %d request(s) of this "
-                      "batch, and of any later failing batch, are served in arrival order "
-                      "(this is logged once)", self.first_error, n)
+            log.error("ltrsched plug-in: the predictor failed (%s); the %d request(s) "
+                      "concerned, and any later ones it fails on, are served first, among "
+                      "themselves in arrival order (this is logged once)", self.first_error, n)
 
 
 def _prompt_ids(request: Any) -> Sequence[int]:
@@ -157,9 +193,10 @@ def load_scorer(predictor_dir: str, device: str, tokenizer: str | None,
     """The scorer for a predictor directory and the served model's tokenizer (a path or
     name vLLM resolved). LiveError with one line when either cannot be loaded: this runs
     at engine start, so a bad directory stops the server before it serves."""
+    from policies.lengthdist import dist_columns
     from policies.predictor.checkpoint import load_predictor
     from policies.predictor.errors import PredictorError
-    from policies.predictor.scoring import score_prompts
+    from policies.predictor.scoring import predict_prompts
 
     if mode not in MODES:
         raise LiveError(f"ltrsched plug-in: predictor_mode {mode!r}: use one of "
@@ -172,12 +209,15 @@ def load_scorer(predictor_dir: str, device: str, tokenizer: str | None,
         predictor = load_predictor(predictor_dir, _resolve_device(device))
     except PredictorError as e:
         raise LiveError(f"ltrsched plug-in: predictor {e}") from None
+    except (RuntimeError, AssertionError, ValueError) as e:  # e.g. cuda on a CPU-only host
+        raise LiveError(f"ltrsched plug-in: predictor {predictor_dir} on {device}: "
+                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     served = _load_tokenizer(tokenizer, trust_remote_code)
     name = Path(predictor_dir).resolve().name
     max_ids = DECODE_IDS_PER_TOKEN * predictor.max_prompt_tokens
 
-    def predict(texts: list[str]) -> np.ndarray:
-        return score_prompts(predictor, texts, batch_size=max(1, len(texts)))
+    def predict(texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        return predict_prompts(predictor, texts, batch_size=SCORE_CHUNK)
 
     def decode(ids: list[int]) -> str:
         return served.decode(ids, skip_special_tokens=True)
@@ -185,7 +225,9 @@ def load_scorer(predictor_dir: str, device: str, tokenizer: str | None,
     log.info("ltrsched plug-in: predictor %s (%s, %s) on %s scores requests without a "
              "score into %s%s", predictor_dir, predictor.info.get("backbone"),
              predictor.objective.spec.describe(), device, SCORE_PREFIX, name)
+    distributional = predictor.objective.spec.distributional
     return InServerScorer(SCORE_PREFIX + name, predict, decode, max_ids,
+                          dist_columns=dist_columns(name) if distributional else None,
                           overlap=mode == "overlap")
 
 

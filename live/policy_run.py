@@ -45,6 +45,7 @@ class PolicyRun:
         A failure here is logged and the run falls back to arrival order."""
         writer = StepLogWriter(config.step_log) if config.step_log else None
         run = cls(run_id, config, FCFS(), t0, writer=writer)
+        run.tracker.on_drop = lambda request_id: run.policy.forget(request_id)
         try:
             run.policy = make_policy(config.policy)
             if config.trace:

@@ -59,6 +59,8 @@ async def run_trace(
     run_id = uuid.uuid4().hex[:12]
     t0 = time.monotonic() + START_LEAD_S
     feature_cols = feature_columns(df)
+    if spec.scored_in_server:  # the trace's own scores would be kept instead of predicted
+        feature_cols = [c for c in feature_cols if not c.startswith(("score_", "dist_"))]
     run_tag = RunTag(
         run=run_id,
         policy=spec.policy if spec.send_run_config else None,

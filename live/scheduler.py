@@ -132,8 +132,12 @@ class PolicySchedulingMixin:
         if run is None:
             return super().schedule(*args, **kwargs)
         start = time.monotonic()  # the step starts here: scoring is part of it
-        scored, predictor_s = (self._ltr_scorer.score_pending()
-                               if self._ltr_scorer is not None else (0, 0.0))
+        scored, predictor_s = 0, 0.0
+        if self._ltr_scorer is not None:
+            try:
+                scored, predictor_s = self._ltr_scorer.score_pending()
+            except Exception as e:  # noqa: BLE001 - never take the engine down
+                self._ltr_fail(e)
         p0 = time.perf_counter()
         try:
             keys, full = run.rank_keys(start)
@@ -150,7 +154,10 @@ class PolicySchedulingMixin:
         end = time.monotonic()
         p1 = time.perf_counter()
         if self._ltr_scorer is not None:
-            self._ltr_scorer.start_scoring()  # overlap mode: while the model runs the step
+            try:
+                self._ltr_scorer.start_scoring()  # overlap mode: while the model runs
+            except Exception as e:  # noqa: BLE001
+                self._ltr_fail(e)
         try:
             rec = self._ltr_batch(run, out, start, end)
             rec.plugin_s = ours

@@ -5,7 +5,7 @@ simulator uses, so a policy sees the same numbers in both engines."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,8 @@ class RequestTracker:
     # With a predictor in the server: the column its scores go to, which a request's
     # own non-zero priority fills instead (live/inserver.py); else score_priority.
     score_column: str | None = None
+    # Called with a dropped request's id (PolicyRun: the policy's forget()).
+    on_drop: Callable[[int], None] | None = None
 
     def add(self, request: Any, tag: RequestTag, now_s: float) -> RequestView:
         """Make the view of a request entering the scheduler."""
@@ -184,7 +186,9 @@ class RequestTracker:
         return len(done)
 
     def drop(self, vid: str) -> None:
-        self.entries.pop(vid, None)
+        e = self.entries.pop(vid, None)
+        if e is not None and self.on_drop is not None:
+            self.on_drop(e.view.request_id)
         self.keys.pop(vid, None)
         self.running.discard(vid)
         self._stale.discard(vid)

@@ -127,6 +127,10 @@ class Policy:
         runs at least one step, so a horizon of 0 means "ask again after one step"."""
         return (INF, INF)
 
+    def forget(self, request_id: int) -> None:  # noqa: B027
+        """The request has left the engine (finished or aborted): drop any state kept
+        for it, so that a long-running server does not grow (optional)."""
+
     def params(self) -> dict[str, Any]:
         """The spec parameters of this policy and their values, in declaration order
         (the dataclass fields declared with `policies.registry.param`)."""

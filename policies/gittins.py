@@ -15,8 +15,9 @@ with mass, that mass is gone and its index drops (or its expected remaining leng
 jumps). horizon() therefore ends where the first running request would fall behind a
 waiting one that is now behind it; between support points a running request's index
 only rises (SERPT: only falls), so no earlier step can change which requests run.
-For gittins the order among running requests may change inside that horizon (their
-indices rise at different rates); both engines re-key running requests whenever they
+The order among running requests may change inside that horizon (gittins: their
+indices rise at different rates; serpt: one's expected remaining length jumps up at a
+support point while another's falls); both engines re-key running requests whenever they
 use that order (vLLM V1 mode: preemption; paper mode: every explicit step), and a
 steady batch runs all of them whatever their order, so no decision depends on it.
 A horizon costs O(waiting) cached keys plus, per running request, a scan of its keys at
@@ -125,6 +126,9 @@ class DistributionPolicy(Policy):
         return (steps, INF)
 
     # --- helpers
+    def forget(self, request_id: int) -> None:
+        self.cache.pop(request_id, None)
+
     def _cached_key(self, r: RequestView, now_s: float) -> float:
         e = self.cache.get(r.request_id)
         if e is not None and e.age == r.tokens_generated and e.features is r.features:

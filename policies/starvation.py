@@ -118,6 +118,10 @@ class StarvationPrevention(Policy):
                 steps = min(steps, max(0, self.quantum - (r.steps_run - p.steps_run)))
         return (steps if steps == INF else int(steps), seconds)
 
+    def forget(self, request_id: int) -> None:
+        self.promoted.pop(request_id, None)
+        self.inner.forget(request_id)
+
     def describe(self) -> str:
         inner = self.inner.describe()
         own = super().describe().partition(":")[2]

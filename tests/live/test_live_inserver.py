@@ -28,7 +28,7 @@ def scorer(calls: list[list[str]], fail: bool = False) -> InServerScorer:
         calls.append(texts)
         if fail:
             raise RuntimeError("predictor broke")
-        return np.array([-float(len(t)) for t in texts])  # shorter text, higher score
+        return np.array([-float(len(t)) for t in texts]), None  # shorter text, higher score
 
     return InServerScorer(COL, predict, lambda ids: "x" * sum(ids), max_decode_ids=3)
 
@@ -82,12 +82,67 @@ def test_a_failing_predictor_falls_back_to_arrival_order_and_logs_once(caplog):
     assert sorted(keys, key=keys.get) == ["a0", "a1", "b"]
 
 
-def test_a_prompt_without_token_ids_falls_back_and_does_not_raise():
+def test_a_prompt_without_token_ids_falls_back_alone():
     calls: list[list[str]] = []
     s, tracker = scorer(calls), RequestTracker(score_column=COL)
     v = add(tracker, s, FakeRequest("embeds"))  # no prompt_token_ids (prompt embeddings)
-    assert s.score_pending()[0] == 1
-    assert v.features[COL] == FALLBACK_SCORE
+    w = add(tracker, s, Prompted("ids", [1, 1]))
+    assert s.score_pending()[0] == 2
+    assert v.features[COL] == FALLBACK_SCORE and w.features[COL] == -2.0
+    assert s.failures == 1 and calls == [["xx"]]
+
+
+def test_a_score_under_another_name_becomes_the_column():
+    calls: list[list[str]] = []
+    s, tracker = scorer(calls), RequestTracker(score_column=COL)
+    v = add(tracker, s, Prompted("c", [1]), {"score_client": 4.0})
+    s.score_pending()
+    assert calls == [] and v.features == {COL: 4.0}
+    keys, _ = tracker.rank_keys(make_policy("ltr"), 0.0)  # one score column: ltr finds it
+    assert keys["c"][0] == -4.0
+
+
+def test_large_batches_go_through_the_predictor_in_chunks():
+    from live.inserver import SCORE_CHUNK
+
+    calls: list[list[str]] = []
+    s, tracker = scorer(calls), RequestTracker(score_column=COL)
+    for i in range(SCORE_CHUNK + 5):
+        add(tracker, s, Prompted(f"r{i}", [1]))
+    assert s.score_pending()[0] == SCORE_CHUNK + 5
+    assert [len(c) for c in calls] == [SCORE_CHUNK, 5]
+
+
+def test_a_distributional_predictor_gives_requests_their_bins():
+    from policies.lengthdist import NUM_BINS, dist_columns
+
+    probs = np.full(NUM_BINS, 1.0 / NUM_BINS)
+    s = InServerScorer(COL, lambda texts: (np.zeros(len(texts)), np.tile(probs, (len(texts), 1))),
+                       lambda ids: "x", dist_columns=dist_columns("p"))
+    tracker = RequestTracker(score_column=COL)
+    v = add(tracker, s, Prompted("r", [1]))
+    s.score_pending()
+    assert [v.features[c] for c in dist_columns("p")] == list(probs)
+    keys, _ = tracker.rank_keys(make_policy("gittins:starvation=200,quantum=10"), 0.0)
+    assert "r" in keys
+
+
+def test_a_dropped_request_leaves_no_policy_state():
+    from live.config import PluginConfig
+    from live.policy_run import PolicyRun
+    from policies.lengthdist import NUM_BINS, dist_columns
+
+    run = PolicyRun.start("r", PluginConfig(policy="gittins:starvation=1,quantum=10"), 0.0, {})
+    feats = dict.fromkeys(dist_columns("p"), 1.0 / NUM_BINS)
+    for i in range(3):
+        run.add(Prompted(f"r{i}", [1]), RequestTag(request_id=i, features=feats), 0.0)
+    run.tracker.rank_keys(run.policy, 0.0)
+    run.tracker.after_step({"r0": 1}, (), 0.0, 0.01, {"r0"})
+    run.tracker.rank_keys(run.policy, 0.02)  # r1, r2 waited a step: promoted
+    assert set(run.policy.inner.cache) == {0, 1, 2} and set(run.policy.promoted) == {1, 2}
+    for vid in ("r0", "r1", "r2"):
+        run.tracker.drop(vid)
+    assert not run.policy.inner.cache and not run.policy.promoted
 
 
 def test_the_score_survives_preemption():
@@ -130,7 +185,7 @@ def test_one_batch_in_flight_at_a_time():
     def slow(texts):
         while not release:
             pass
-        return np.zeros(len(texts))
+        return np.zeros(len(texts)), None
 
     s = InServerScorer(COL, slow, lambda ids: "x", overlap=True)
     tracker = RequestTracker(score_column=COL)
