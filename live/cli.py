@@ -66,14 +66,14 @@ def replay(
     from live.run import RunSpec
     from traces.io import read_trace
 
+    if server is not None and predictor is not None:
+        raise LiveError("--predictor is for the in-process engine; a server loads its own "
+                        "(ltrsched serve --predictor, or LTRSCHED_PREDICTOR)")
     df, _ = read_trace(trace)
     outs = [out] if len(policy) == 1 else [out / slug(p) for p in policy]
     specs = [RunSpec(policy=p, out=o, trace=str(trace), seed=seed,
                      stall_timeout_s=stall_timeout, scored_in_server=predictor is not None)
              for p, o in zip(policy, outs, strict=True)]
-    if server is not None and predictor is not None:
-        raise LiveError("--predictor is for the in-process engine; a server loads its own "
-                        "(ltrsched serve --predictor, or LTRSCHED_PREDICTOR)")
     if server is not None:
         summaries = asyncio.run(_replay_server(server, model, df, specs, step_log, vocab_size))
     else:

@@ -201,3 +201,11 @@ def test_one_batch_in_flight_at_a_time():
     s.in_flight[0].result(timeout=10)
     assert s.score_pending()[0] == 1
     s.close()
+
+
+def test_a_predictor_with_server_mode_is_refused(tmp_path, capsys):
+    from ltrsched.cli import main
+
+    rc = main(["live", "replay", "--trace", str(tmp_path / "t.parquet"), "--server",
+               "http://127.0.0.1:9", "--predictor", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert rc == 2 and "--predictor is for the in-process engine" in capsys.readouterr().err
