@@ -50,6 +50,7 @@ import numpy as np
 
 from live.errors import LiveError
 from policies.base import RequestView
+from policies.lengthdist import NUM_BINS
 from traces.schema import SCORE_PREFIX
 
 log = logging.getLogger("ltrsched.live")
@@ -58,6 +59,7 @@ log = logging.getLogger("ltrsched.live")
 # cuts the prompt to max_prompt_tokens of its own tokens, so the tail is never read.
 DECODE_IDS_PER_TOKEN = 4
 FALLBACK_SCORE = float("inf")  # a request that could not be scored is served first
+FALLBACK_DIST = np.eye(NUM_BINS)[0]  # all mass on the shortest length, likewise
 SCORE_CHUNK = 64  # prompts per predictor forward pass
 MODES = ("overlap", "sync")
 
@@ -117,8 +119,10 @@ class InServerScorer:
             scores, dists, self.batch_s = self._score(batch)
         for i, (_, view) in enumerate(batch):
             view.features[self.column] = float(scores[i])
-            if dists is not None and self.dist_columns and np.isfinite(scores[i]):
-                view.features.update(zip(self.dist_columns, map(float, dists[i]), strict=True))
+            if self.dist_columns:
+                # a fallback is the shortest possible request for gittins/serpt too
+                p = dists[i] if dists is not None and np.isfinite(scores[i]) else FALLBACK_DIST
+                view.features.update(zip(self.dist_columns, map(float, p), strict=True))
         self.scored += len(batch)
         dt = time.perf_counter() - t
         self.seconds += dt

@@ -209,3 +209,22 @@ def test_a_predictor_with_server_mode_is_refused(tmp_path, capsys):
     rc = main(["live", "replay", "--trace", str(tmp_path / "t.parquet"), "--server",
                "http://127.0.0.1:9", "--predictor", str(tmp_path), "--out", str(tmp_path / "o")])
     assert rc == 2 and "--predictor is for the in-process engine" in capsys.readouterr().err
+
+
+def test_a_distributional_fallback_is_served_first_by_gittins_too():
+    from policies.lengthdist import NUM_BINS, dist_columns
+
+    def predict(texts):
+        if "bad" in texts:
+            raise RuntimeError("broke")
+        return np.zeros(len(texts)), np.tile(np.full(NUM_BINS, 1.0 / NUM_BINS), (len(texts), 1))
+
+    s = InServerScorer(COL, predict, lambda ids: "bad" if ids == [2] else "ok",
+                       dist_columns=dist_columns("p"))
+    tracker = RequestTracker(score_column=COL)
+    add(tracker, s, Prompted("ok", [1]))
+    s.score_pending()
+    add(tracker, s, Prompted("bad", [2]))
+    s.score_pending()
+    keys, _ = tracker.rank_keys(make_policy("gittins"), 0.0)  # no PolicyError: both keyed
+    assert sorted(keys, key=keys.get) == ["bad", "ok"]
