@@ -142,6 +142,8 @@ def write_scatter_html(sim_dir: Path, live_dir: Path, out: Path) -> None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    from analysis.figures.common import identity_line
+
     sim_req, _ = read_run_dir(sim_dir)
     live_req, _ = read_run_dir(live_dir)
     j = matched_requests(sim_req, live_req)
@@ -165,17 +167,7 @@ def write_scatter_html(sim_dir: Path, live_dir: Path, out: Path) -> None:
             col=col,
         )
         hi = float(max(x.max(), y.max())) if len(j) else 1.0
-        fig.add_trace(
-            go.Scatter(
-                x=[0, hi],
-                y=[0, hi],
-                mode="lines",
-                showlegend=False,
-                line={"dash": "dot", "color": "gray"},
-            ),
-            row=1,
-            col=col,
-        )
+        fig.add_trace(identity_line(hi), row=1, col=col)
         fig.update_xaxes(title_text="live", row=1, col=col)
         fig.update_yaxes(title_text="simulated", row=1, col=col)
     fig.update_layout(

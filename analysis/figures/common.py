@@ -169,6 +169,12 @@ def split_views(df: pd.DataFrame, keys: Sequence[str]) -> list[tuple[str, pd.Dat
     return out
 
 
+def identity_line(hi: float) -> go.Scatter:
+    """The dotted y = x diagonal from 0 to hi of a simulated-against-live scatter."""
+    return go.Scatter(x=[0, hi], y=[0, hi], mode="lines", showlegend=False,
+                      line={"color": "gray", "dash": "dot"}, hoverinfo="skip")
+
+
 def style(fig: go.Figure, height: int = 440) -> go.Figure:
     fig.update_layout(
         template=TEMPLATE,

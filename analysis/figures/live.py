@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.figures.common import ReportData, Shown, Skipped, fmt, style
+from analysis.figures.common import ReportData, Shown, Skipped, fmt, identity_line, style
 from analysis.live_runs import match_live
 
 TITLE = "Simulated against measured (live vLLM)"
@@ -47,18 +47,7 @@ def live_figure(data: ReportData) -> Shown | Skipped:
         live = [float(run.summary.get(metric, float("nan"))) for run, _ in pairs]
         names = [f"{r['policy']} ({run.name})" for run, r in pairs]
         hi = max([v for v in sim + live if pd.notna(v)] or [1.0]) * 1.05
-        fig.add_trace(
-            go.Scatter(
-                x=[0, hi],
-                y=[0, hi],
-                mode="lines",
-                showlegend=False,
-                line=dict(color="gray", dash="dot"),
-                hoverinfo="skip",
-            ),
-            row=1,
-            col=col,
-        )
+        fig.add_trace(identity_line(hi), row=1, col=col)
         fig.add_trace(
             go.Scatter(
                 x=sim,
