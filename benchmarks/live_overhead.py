@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from live.engine import EngineOptions, LiveEngine
+from live.engine import EngineOptions, replay_on_new_engine
 from live.models import write_tiny_llama
 from live.run import RunSpec
 
@@ -33,18 +33,12 @@ def burst(n: int, seed: int = 0) -> pd.DataFrame:
 
 async def run(args) -> dict[str, Path]:
     model = write_tiny_llama(args.out / "tiny")
-    engine = LiveEngine.start(EngineOptions(
-        model=str(model), dummy_weights=True, enforce_eager=True,
-        max_num_seqs=args.max_num_seqs, max_num_batched_tokens=1024))
-    runs = {}
-    try:
-        await engine.warm_up(16)
-        df = burst(args.n)
-        for spec in POLICIES:
-            runs[spec] = args.out / spec.split(":")[0]
-            await engine.replay(df, RunSpec(policy=spec, out=runs[spec], stall_timeout_s=300))
-    finally:
-        await engine.aclose()
+    runs = {spec: args.out / spec.split(":")[0] for spec in POLICIES}
+    await replay_on_new_engine(
+        EngineOptions(model=str(model), dummy_weights=True, enforce_eager=True,
+                      max_num_seqs=args.max_num_seqs, max_num_batched_tokens=1024),
+        burst(args.n), [RunSpec(policy=s, out=o, stall_timeout_s=300) for s, o in runs.items()],
+        warmup=16)
     return runs
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from live.engine import EngineOptions, LiveEngine
+from live.engine import EngineOptions, replay_on_new_engine
 from live.models import copy_tokenizer, write_tiny_llama
 from live.run import RunSpec
 from sim.run import simulate
@@ -46,18 +46,14 @@ async def replay(args, df: pd.DataFrame, mode: str | None) -> Path:
     """One engine: with the predictor in `mode`, or (None) without it, df scored."""
     model = write_tiny_llama(args.out / "tiny")
     copy_tokenizer(args.predictor, model)
-    engine = LiveEngine.start(EngineOptions(
-        model=str(model), dummy_weights=True, enforce_eager=True, max_num_seqs=32,
-        max_num_batched_tokens=2048, max_model_len=1024,
-        predictor=str(args.predictor) if mode else None, predictor_device="cpu",
-        predictor_mode=mode or "overlap"))
     run = args.out / (mode or "precomputed")
-    try:
-        await engine.warm_up(8)
-        await engine.replay(df, RunSpec(policy=POLICY, out=run, stall_timeout_s=300,
-                                        scored_in_server=mode is not None))
-    finally:
-        await engine.aclose()
+    await replay_on_new_engine(
+        EngineOptions(model=str(model), dummy_weights=True, enforce_eager=True, max_num_seqs=32,
+                      max_num_batched_tokens=2048, max_model_len=1024,
+                      predictor=str(args.predictor) if mode else None, predictor_device="cpu",
+                      predictor_mode=mode or "overlap"),
+        df, [RunSpec(policy=POLICY, out=run, stall_timeout_s=300,
+                     scored_in_server=mode is not None)])
     return run
 
 

@@ -80,7 +80,7 @@ def replay(
         if model is None:
             raise LiveError("--model is required (a model directory; "
                             "`ltrsched live tiny-model DIR` makes one)")
-        from live.engine import EngineOptions
+        from live.engine import EngineOptions, replay_on_new_engine
 
         opts = EngineOptions(
             model=model, dummy_weights=dummy_weights, max_num_seqs=max_num_seqs,
@@ -91,25 +91,13 @@ def replay(
             predictor=str(predictor) if predictor else None, predictor_device=predictor_device,
             predictor_mode=predictor_mode,
         )
-        summaries = asyncio.run(_replay_engine(opts, df, specs, warmup))
+        summaries = asyncio.run(replay_on_new_engine(opts, df, specs, warmup))
     if as_json:
         sys.stdout.write(json.dumps(summaries if len(summaries) > 1 else summaries[0],
                                     indent=2, default=str) + "\n")
         return
     for spec, s in zip(specs, summaries, strict=True):
         print(one_line(s) + f"  -> {spec.out}")
-
-
-async def _replay_engine(opts, df, specs, warmup: int) -> list[dict]:
-    from live.engine import LiveEngine
-
-    engine = LiveEngine.start(opts)
-    try:
-        if warmup > 0:
-            await engine.warm_up(warmup)
-        return [await engine.replay(df, spec) for spec in specs]
-    finally:
-        await engine.aclose()
 
 
 async def _replay_server(url, model, df, specs, step_log: Path | None,

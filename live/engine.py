@@ -223,3 +223,15 @@ class LiveEngine:
         self.shutdown()
         await asyncio.sleep(0.1)
         gc.collect()
+
+
+async def replay_on_new_engine(options: EngineOptions, trace: pd.DataFrame,
+                               specs: list[RunSpec], warmup: int = 8) -> list[dict[str, Any]]:
+    """Start an engine, warm it up, replay the trace once per spec, stop it."""
+    engine = LiveEngine.start(options)
+    try:
+        if warmup > 0:
+            await engine.warm_up(warmup)
+        return [await engine.replay(trace, spec) for spec in specs]
+    finally:
+        await engine.aclose()
