@@ -1,7 +1,10 @@
 """`ltrsched compare`: how far the simulator was from a live run of the same trace.
 
-Reads two run directories (the schema of traces/results.py); imports neither sim nor
-live. Relative error = (sim - live) / live, per summary metric and per request.
+Reads run directories (the schema of traces/results.py); imports neither sim nor live.
+Relative error = (sim - live) / live, per summary metric and per request. Several live
+directories (replicates: the same trace and policy replayed again) are averaged, metric
+by metric and request by request, and their spread is reported: on a machine whose
+speed drifts from run to run, a verdict is no tighter than that spread.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +21,7 @@ import pandas as pd
 import typer
 
 from analysis.errors import AnalysisError
+from traces.io import atomic_write
 from traces.results import add_derived_columns
 
 # (summary key, label); the first group is what the verdict checks.
@@ -44,13 +49,16 @@ class Tolerances:
 @dataclass
 class Comparison:
     sim: str
-    live: str
-    metrics: list[dict[str, Any]]
+    live: str  # the live directories, joined by ", " when there are several
+    metrics: list[dict[str, Any]]  # live = the replicates' mean; live_min/live_max
     requests_matched: int
     per_request_latency_error: dict[str, float]
     passed: bool
     verdict: str
     notes: list[str] = field(default_factory=list)
+    live_runs: int = 1
+    # (max - min) / mean over the live replicates, per verdict metric; empty for one run
+    live_spread: dict[str, float] = field(default_factory=dict)
 
 
 def read_run_dir(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -82,15 +90,66 @@ def rel_error(sim: float | None, live: float | None) -> float:
     return (sim - live) / live
 
 
-def compare_runs(sim_dir: Path, live_dir: Path, tol: Tolerances = Tolerances()) -> Comparison:
-    """Per-metric and per-request errors of sim_dir against live_dir, and a verdict."""
+def _live_dirs(live: Path | Sequence[Path]) -> list[Path]:
+    dirs = [Path(live)] if isinstance(live, (str, Path)) else [Path(d) for d in live]
+    if not dirs:
+        raise AnalysisError("compare: no --live run given")
+    return dirs
+
+
+def _mean_summary(summaries: list[dict[str, Any]]) -> tuple[dict, dict, dict]:
+    """Per metric: the replicates' mean, min and max (None where any lacks it)."""
+    mean, lo, hi = {}, {}, {}
+    for key, _ in METRICS:
+        vals = [s.get(key) for s in summaries]
+        if any(v is None for v in vals):
+            mean[key] = lo[key] = hi[key] = None
+            continue
+        mean[key] = sum(vals) / len(vals)
+        lo[key], hi[key] = min(vals), max(vals)
+    return mean, lo, hi
+
+
+def mean_live_requests(reqs: list[pd.DataFrame]) -> pd.DataFrame:
+    """One row per request finished in every replicate, latency and TTFT averaged."""
+    cols = ["request_id", "latency_s", "ttft_s", "output_tokens", "status"]
+    fin = [r[cols][r["status"] == "finished"] for r in reqs]
+    if len(fin) == 1:
+        return fin[0]
+    both = pd.concat(fin, ignore_index=True)
+    agg = both.groupby("request_id").agg(
+        n=("latency_s", "size"),
+        latency_s=("latency_s", "mean"),
+        ttft_s=("ttft_s", "mean"),
+        output_tokens=("output_tokens", "first"),
+        status=("status", "first"),
+    )
+    return agg[agg["n"] == len(fin)].drop(columns="n").reset_index()
+
+
+def compare_runs(
+    sim_dir: Path, live_dir: Path | Sequence[Path], tol: Tolerances = Tolerances()
+) -> Comparison:
+    """Per-metric and per-request errors of sim_dir against one live run, or against the
+    mean of several replicate live runs; and a verdict."""
+    live_dirs = _live_dirs(live_dir)
     sim_req, sim_sum = read_run_dir(sim_dir)
-    live_req, live_sum = read_run_dir(live_dir)
+    lives = [read_run_dir(d) for d in live_dirs]
+    live_sums = [s for _, s in lives]
+    live_mean, live_lo, live_hi = _mean_summary(live_sums)
     rows = []
     for key, label in METRICS:
-        s, v = sim_sum.get(key), live_sum.get(key)
+        s, v = sim_sum.get(key), live_mean[key]
         rows.append(
-            {"metric": key, "label": label, "sim": s, "live": v, "rel_error": rel_error(s, v)}
+            {
+                "metric": key,
+                "label": label,
+                "sim": s,
+                "live": v,
+                "rel_error": rel_error(s, v),
+                "live_min": live_lo[key],
+                "live_max": live_hi[key],
+            }
         )
     by = {r["metric"]: r["rel_error"] for r in rows}
     checks = [
@@ -102,20 +161,39 @@ def compare_runs(sim_dir: Path, live_dir: Path, tol: Tolerances = Tolerances()) 
         name for name, errs, bound in checks if any(not (abs(e) <= bound) for e in errs)
     ]  # NaN misses too
     passed = not misses
-    verdict = f"within {tol.mean:.0%} on mean latency and throughput, {tol.p90:.0%} on p90: " + (
-        "PASS" if passed else f"FAIL ({', '.join(misses)})"
+    what = "" if len(lives) == 1 else f" (against the mean of {len(lives)} live runs)"
+    verdict = (
+        f"within {tol.mean:.0%} on mean latency and throughput, {tol.p90:.0%} on p90"
+        f"{what}: " + ("PASS" if passed else f"FAIL ({', '.join(misses)})")
     )
-    joined = matched_requests(sim_req, live_req)
+    joined = matched_requests(sim_req, mean_live_requests([r for r, _ in lives]))
     err = (joined["latency_s_sim"] - joined["latency_s_live"]) / joined["latency_s_live"]
     notes = []
     for key in ("policy", "trace"):
-        if sim_sum.get(key) != live_sum.get(key):
-            notes.append(f"{key} differs: sim {sim_sum.get(key)!r}, live {live_sum.get(key)!r}")
-    if live_sum.get("failed"):
-        notes.append(f"live run had {live_sum['failed']} failed requests")
+        for d, ls in zip(live_dirs, live_sums, strict=True):
+            if sim_sum.get(key) != ls.get(key):
+                notes.append(
+                    f"{key} differs: sim {sim_sum.get(key)!r}, live {ls.get(key)!r}"
+                    + (f" in {d}" if len(lives) > 1 else "")
+                )
+                break
+    for d, ls in zip(live_dirs, live_sums, strict=True):
+        if ls.get("failed"):
+            notes.append(f"live run {d} had {ls['failed']} failed requests")
+    spread = {}
+    if len(lives) > 1:
+        for key in ("mean_latency_s", "p90_latency_s", *THROUGHPUT):
+            lo, hi, mean = live_lo[key], live_hi[key], live_mean[key]
+            spread[key] = (hi - lo) / mean if mean else math.nan
+        notes.append(
+            f"the {len(lives)} live runs differ among themselves by "
+            f"{spread['mean_latency_s']:.1%} in mean latency, "
+            f"{spread['p90_latency_s']:.1%} in p90 and {spread['throughput_tok_s']:.1%} "
+            "in throughput (max - min over their mean)"
+        )
     return Comparison(
         sim=str(sim_dir),
-        live=str(live_dir),
+        live=", ".join(str(d) for d in live_dirs),
         metrics=rows,
         requests_matched=len(joined),
         per_request_latency_error={
@@ -126,6 +204,8 @@ def compare_runs(sim_dir: Path, live_dir: Path, tol: Tolerances = Tolerances()) 
         passed=passed,
         verdict=verdict,
         notes=notes,
+        live_runs=len(lives),
+        live_spread=spread,
     )
 
 
@@ -137,15 +217,17 @@ def matched_requests(sim_req: pd.DataFrame, live_req: pd.DataFrame) -> pd.DataFr
     return s.merge(v, on="request_id", suffixes=("_sim", "_live"))
 
 
-def write_scatter_html(sim_dir: Path, live_dir: Path, out: Path) -> None:
-    """Per-request latency and TTFT, simulated against live, as a self-contained HTML."""
+def write_scatter_html(sim_dir: Path, live_dir: Path | Sequence[Path], out: Path) -> None:
+    """Per-request latency and TTFT, simulated against live (the replicates' mean per
+    request when there are several), as a self-contained HTML."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     from analysis.figures.common import identity_line
 
+    live_dirs = _live_dirs(live_dir)
     sim_req, _ = read_run_dir(sim_dir)
-    live_req, _ = read_run_dir(live_dir)
+    live_req = mean_live_requests([read_run_dir(d)[0] for d in live_dirs])
     j = matched_requests(sim_req, live_req)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("latency (s)", "TTFT (s)"))
     for col, name in ((1, "latency_s"), (2, "ttft_s")):
@@ -172,20 +254,28 @@ def write_scatter_html(sim_dir: Path, live_dir: Path, out: Path) -> None:
         fig.update_yaxes(title_text="simulated", row=1, col=col)
     fig.update_layout(
         title=f"simulated vs live, {len(j)} requests: {Path(sim_dir).name} vs "
-        f"{Path(live_dir).name}",
+        f"{live_dirs[0].name}"
+        + (f" (mean of {len(live_dirs)} runs)" if len(live_dirs) > 1 else ""),
         height=500,
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(out, include_plotlyjs=True)
+    atomic_write(out, lambda tmp: fig.write_html(tmp, include_plotlyjs=True))
 
 
 def format_table(c: Comparison) -> str:
-    lines = [f"{'metric':<26}{'sim':>12}{'live':>12}{'error':>9}"]
+    many = c.live_runs > 1
+
+    def num(x: float | None, width: int = 12) -> str:
+        return f"{x:{width}.4g}" if x is not None else f"{'-':>{width}}"
+
+    live_head, w = (f"live (mean of {c.live_runs})", 19) if many else ("live", 12)
+    head = f"{'metric':<26}{'sim':>12}{live_head:>{w}}{'error':>9}"
+    lines = [head + (f"{'live min':>12}{'live max':>12}" if many else "")]
     for r in c.metrics:
-        fmt = (lambda x: f"{x:12.4g}") if r["sim"] is not None else (lambda x: f"{'-':>12}")
-        live = f"{r['live']:12.4g}" if r["live"] is not None else f"{'-':>12}"
         err = f"{r['rel_error']:+9.1%}" if math.isfinite(r["rel_error"]) else f"{'-':>9}"
-        lines.append(f"{r['label']:<26}{fmt(r['sim'])}{live}{err}")
+        line = f"{r['label']:<26}{num(r['sim'])}{num(r['live'], w)}{err}"
+        if many:
+            line += num(r.get("live_min")) + num(r.get("live_max"))
+        lines.append(line)
     p = c.per_request_latency_error
     lines.append(
         f"per request ({c.requests_matched} matched): |latency error| mean "
@@ -198,7 +288,14 @@ def format_table(c: Comparison) -> str:
 
 def compare(
     sim: Annotated[Path, typer.Option("--sim", help="Simulated run directory.")],
-    live: Annotated[Path, typer.Option("--live", help="Live run directory.")],
+    live: Annotated[
+        list[Path],
+        typer.Option(
+            "--live",
+            help="Live run directory; repeat it for replicates of the same trace and "
+            "policy, which are averaged (their spread is reported).",
+        ),
+    ],
     html: Annotated[Path | None, typer.Option(help="Write a per-request scatter here.")] = None,
     tol_mean: Annotated[
         float, typer.Option(help="Bound on mean latency and throughput error.")

@@ -19,6 +19,7 @@ import yaml
 from scipy.optimize import nnls
 
 from live.errors import LiveError
+from traces.io import atomic_write
 from traces.results import read_run
 
 FEATURES = ("prefill_tokens", "prefill_sq_tokens", "decode_requests", "decode_context_tokens")
@@ -26,6 +27,8 @@ COEFFICIENTS = ("c0_s", "prefill_token_s", "prefill_sq_s", "decode_req_s", "deco
 ENGINE_KEYS = ("num_gpu_blocks", "block_size", "max_num_seqs", "max_num_batched_tokens",
                "chunked_prefill", "max_model_len")
 MIN_STEPS = 20
+# Runs pooled into one fit must come from one engine: same model, device, version, limits.
+SAME_ENGINE_KEYS = ("model", "device", "vllm_version", *ENGINE_KEYS)
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ def fit_step_time(steps: pd.DataFrame) -> StepFit:
     )
 
 
-def build_profile(fit: StepFit, summary: dict[str, Any], run_name: str,
+def build_profile(fit: StepFit, summary: dict[str, Any], run_names: list[str],
                   name: str | None = None) -> dict[str, Any]:
     """The profile mapping in sim/profile.py's layout, with where and how it was measured."""
     model = Path(str(summary.get("model", "model"))).name
@@ -102,7 +105,8 @@ def build_profile(fit: StepFit, summary: dict[str, Any], run_name: str,
     method = (
         f"Non-negative least squares (scipy.optimize.nnls) of each step's duration on "
         f"[1, prefill_tokens, sum of squared prefill chunks, decode requests, their context "
-        f"tokens], over the {fit.steps} non-empty steps of the live run {run_name!r} "
+        f"tokens], over the {fit.steps} non-empty steps of the live "
+        f"{'run' if len(run_names) == 1 else 'runs'} {', '.join(map(repr, run_names))} "
         f"(model {model}, policy {summary.get('policy')}), logged by the ltrsched scheduler "
         f"plug-in on {device}, vLLM {version}, {date}. A step's duration runs from its "
         f"schedule() to the next one while the engine stayed busy."
@@ -122,21 +126,34 @@ def build_profile(fit: StepFit, summary: dict[str, Any], run_name: str,
     }
 
 
-def calibrate(run_dir: str | Path, out: str | Path, name: str | None = None) -> dict[str, Any]:
-    """Fit the step-time model to run_dir's steps; write the profile YAML to out."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "steps.parquet").is_file() or not (run_dir / "summary.json").is_file():
-        raise LiveError(f"--run {run_dir}: not a run directory (needs steps.parquet and "
-                        "summary.json from `ltrsched live replay`)")
-    _, steps, summary = read_run(run_dir)
-    if summary.get("engine") != "vllm":
-        raise LiveError(f"--run {run_dir}: not a live run (engine {summary.get('engine')!r})")
-    fit = fit_step_time(steps)
-    profile = build_profile(fit, summary, run_dir.name, name)
+def calibrate(run_dirs: str | Path | list[str | Path], out: str | Path,
+              name: str | None = None) -> dict[str, Any]:
+    """Fit the step-time model to the steps of one live run, or of several runs of one
+    engine pooled (replicates average out a machine's run-to-run drift); write the
+    profile YAML to out, atomically."""
+    dirs = [Path(d) for d in (run_dirs if isinstance(run_dirs, list) else [run_dirs])]
+    if not dirs:
+        raise LiveError("calibrate: no --run given")
+    frames, summaries = [], []
+    for run_dir in dirs:
+        if not (run_dir / "steps.parquet").is_file() or not (run_dir / "summary.json").is_file():
+            raise LiveError(f"--run {run_dir}: not a run directory (needs steps.parquet and "
+                            "summary.json from `ltrsched live replay`)")
+        _, steps, summary = read_run(run_dir)
+        if summary.get("engine") != "vllm":
+            raise LiveError(f"--run {run_dir}: not a live run (engine {summary.get('engine')!r})")
+        for key in SAME_ENGINE_KEYS:
+            if summaries and summary.get(key) != summaries[0].get(key):
+                raise LiveError(f"--run {run_dir}: {key} is {summary.get(key)!r} but "
+                                f"{summaries[0].get(key)!r} in --run {dirs[0]}; pool only runs "
+                                "of one engine")
+        frames.append(steps)
+        summaries.append(summary)
+    fit = fit_step_time(pd.concat(frames, ignore_index=True))
+    profile = build_profile(fit, summaries[0], [d.name for d in dirs], name)
     if fit.warnings():
         profile["fit_warnings"] = fit.warnings()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("# Fitted by `ltrsched live calibrate` from a live vLLM run.\n"
-                   + yaml.safe_dump(profile, sort_keys=False, width=100))
+    text = ("# Fitted by `ltrsched live calibrate` from live vLLM runs.\n"
+            + yaml.safe_dump(profile, sort_keys=False, width=100))
+    atomic_write(out, lambda tmp: Path(tmp).write_text(text))
     return profile

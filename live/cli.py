@@ -123,14 +123,15 @@ async def _replay_server(url, model, df, specs, step_log: Path | None,
 
 @app.command()
 def calibrate(
-    run: Annotated[Path, Opt("--run", help="A live run directory (ltrsched live replay).")],
+    run: Annotated[list[Path], Opt("--run", help="A live run directory (ltrsched live "
+                                   "replay); repeat it to pool several runs of one engine.")],
     out: Annotated[Path, Opt("--out", "-o", help="Profile YAML to write.")],
     name: Annotated[str | None, Opt(help="Profile name (default from model and device).")] = None,
 ) -> None:
-    """Fit the simulator's step-time model to a live run's steps; write a profile."""
+    """Fit the simulator's step-time model to live runs' steps; write a profile."""
     from live.calibrate import calibrate as fit
 
-    profile = fit(run, out, name)
+    profile = fit(list(run), out, name)
     err = profile["fit_error"]
     coeffs = ", ".join(f"{k}={v:.4g}" for k, v in profile["coefficients"].items())
     print(f"{profile['name']}: {coeffs}")

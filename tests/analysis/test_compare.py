@@ -80,3 +80,34 @@ def test_bad_run_dirs_and_nan(tmp_path):
     with pytest.raises(AnalysisError, match="not a run directory"):
         compare_runs(tmp_path, tmp_path)
     assert np.isnan(rel_error(1.0, 0.0)) and np.isnan(rel_error(None, 1.0))
+
+
+def test_replicates_are_averaged_and_their_spread_reported(tmp_path, capsys):
+    # Two live replicates 20% apart; a simulation at their midpoint is exact against
+    # the mean, though 10% off each replicate alone.
+    lo, hi = make_run(tmp_path / "lo", scale=0.9), make_run(tmp_path / "hi", scale=1.1)
+    sim = make_run(tmp_path / "sim", scale=1.0)
+    one = compare_runs(sim, [lo])
+    assert {r["metric"]: r["rel_error"] for r in one.metrics}["mean_latency_s"] > 0.1
+    c = compare_runs(sim, [lo, hi])
+    by = {r["metric"]: r for r in c.metrics}
+    assert by["mean_latency_s"]["rel_error"] == pytest.approx(0.0, abs=1e-9)
+    assert by["mean_latency_s"]["live_min"] < by["mean_latency_s"]["live"]
+    assert by["mean_latency_s"]["live"] < by["mean_latency_s"]["live_max"]
+    assert c.passed and c.live_runs == 2 and "mean of 2 live runs" in c.verdict
+    assert c.live_spread["mean_latency_s"] == pytest.approx(0.2, abs=0.01)
+    assert any("differ among themselves by 20.0% in mean latency" in n for n in c.notes)
+    assert c.per_request_latency_error["p50_abs"] == pytest.approx(0.0, abs=1e-9)
+    app = typer.Typer()
+    app.command()(compare)
+    typer.main.get_command(app).main(
+        ["--sim", str(sim), "--live", str(lo), "--live", str(hi)], standalone_mode=False
+    )
+    out = capsys.readouterr().out
+    assert "live (mean of 2)" in out and "live min" in out and out.rstrip().endswith("PASS")
+
+
+def test_a_replicate_that_is_not_a_run_is_named(tmp_path):
+    good = make_run(tmp_path / "good")
+    with pytest.raises(AnalysisError, match="missing: not a run directory"):
+        compare_runs(good, [good, tmp_path / "missing"])

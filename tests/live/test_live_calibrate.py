@@ -97,3 +97,25 @@ def test_calibrate_refuses_what_is_not_a_live_run(tmp_path):
     run = live_run_dir(tmp_path / "few", synthetic_steps(n=5))
     with pytest.raises(LiveError, match="usable steps"):
         calibrate(run, tmp_path / "p.yaml")
+
+
+def test_replicate_runs_pool_into_one_fit(tmp_path):
+    a = live_run_dir(tmp_path / "a", synthetic_steps(n=300, noise=0.05, seed=1))
+    b = live_run_dir(tmp_path / "b", synthetic_steps(n=300, noise=0.05, seed=2))
+    out = tmp_path / "p.yaml"
+    prof = calibrate([a, b], out)
+    assert prof["fit_error"]["steps"] == 600
+    assert "runs 'a', 'b'" in prof["method"]
+    assert prof["coefficients"]["decode_req_s"] == pytest.approx(TRUE["decode_req_s"], rel=0.2)
+    assert yaml.safe_load(out.read_text())["fit_error"]["steps"] == 600
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
+
+
+def test_runs_of_different_engines_are_not_pooled(tmp_path):
+    a = live_run_dir(tmp_path / "a", synthetic_steps())
+    b = live_run_dir(tmp_path / "b", synthetic_steps())
+    summary = json.loads((b / "summary.json").read_text())
+    (b / "summary.json").write_text(json.dumps({**summary, "max_num_seqs": 16}))
+    with pytest.raises(LiveError, match=r"--run .*b: max_num_seqs is 16 but 8 in --run"):
+        calibrate([a, b], tmp_path / "p.yaml")
+    assert not (tmp_path / "p.yaml").exists()
