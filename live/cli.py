@@ -27,7 +27,7 @@ app = typer.Typer(
 def replay(
     trace: Annotated[Path, Opt("--trace", "-t", help="Trace file (ltrsched trace build).")],
     out: Annotated[Path, Opt("--out", "-o", help="Run directory to write (one per policy "
-                                                 "below it when several are given).")],
+                                                 "and replicate below it when several).")],
     policy: Annotated[list[str], Opt("--policy", "-p", help="NAME[:key=value,...]; repeat "
                                      "to replay several policies on one engine.")] = ["fcfs"],  # noqa: B006
     model: Annotated[str | None, Opt(
@@ -52,6 +52,9 @@ def replay(
     warmup: Annotated[int, Opt(help="Warm-up requests before the first run (in-process).")] = 8,
     stall_timeout: Annotated[float, Opt(help="Give up after this many seconds without "
                                              "progress.")] = 120.0,
+    repeats: Annotated[int, Opt(
+        help="Replay every policy this many times, in rounds (A, B, A, B, ...), into "
+        "OUT/<policy>_r<k>: replicates for `compare --live` and `calibrate --run`.")] = 1,
     seed: Annotated[int, Opt(help="Seed of synthetic prompt ids and vLLM.")] = 0,
     predictor: Annotated[Path | None, Opt(
         help="In-process: a predictor directory the plug-in loads to score requests that "
@@ -69,11 +72,23 @@ def replay(
     if server is not None and predictor is not None:
         raise LiveError("--predictor is for the in-process engine; a server loads its own "
                         "(ltrsched serve --predictor, or LTRSCHED_PREDICTOR)")
+    if repeats < 1:
+        raise LiveError(f"--repeats {repeats}: must be at least 1")
+    names = [slug(p) for p in policy]
+    if len(set(names)) < len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise LiveError(f"--policy {twice} given twice: pass it once, with --repeats N "
+                        "for replicates")
     df, _ = read_trace(trace)
-    outs = [out] if len(policy) == 1 else [out / slug(p) for p in policy]
+    if repeats > 1:
+        plan = [(p, out / f"{n}_r{k}") for k in range(repeats)
+                for p, n in zip(policy, names, strict=True)]
+    else:
+        plan = list(zip(policy, [out] if len(policy) == 1 else [out / n for n in names],
+                        strict=True))
     specs = [RunSpec(policy=p, out=o, trace=str(trace), seed=seed,
                      stall_timeout_s=stall_timeout, scored_in_server=predictor is not None)
-             for p, o in zip(policy, outs, strict=True)]
+             for p, o in plan]
     if server is not None:
         summaries = asyncio.run(_replay_server(server, model, df, specs, step_log, vocab_size))
     else:

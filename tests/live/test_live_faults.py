@@ -145,13 +145,14 @@ def cli(args: list[str]) -> None:
     typer.main.get_command(app).main(args, standalone_mode=False)
 
 
-def replay_against(server: FakeServer, trace: Path, out: Path, capsys) -> dict:
+def replay_against(server: FakeServer, trace: Path, out: Path, capsys,
+                   extra: tuple[str, ...] = ()) -> dict:
     async def go():
         await server.start()
         try:
             await asyncio.to_thread(cli, ["replay", "--trace", str(trace), "--server",
                                           server.url, "--out", str(out), "--json",
-                                          "--stall-timeout", "5"])
+                                          "--stall-timeout", "5", *extra])
         finally:
             if server.die_after is None:
                 await server.stop()
@@ -233,3 +234,27 @@ def test_unsupported_vllm_version_is_refused_before_starting(tmp_path, trace_fil
     with pytest.raises(LiveError, match="vLLM 0.19.0 is not supported"):
         cli(["replay", "--trace", str(trace_file), "--out", str(tmp_path / "r"),
              "--model", str(tmp_path), "--dummy-weights"])
+
+
+def test_replicates_run_in_rounds_into_their_own_directories(tmp_path, trace_file, capsys):
+    server = FakeServer()
+    out = tmp_path / "runs"
+    s = replay_against(server, trace_file, out, capsys,
+                       ("--policy", "fcfs", "--policy", "sjf-oracle", "--repeats", "2"))
+    assert [x["policy_spec"] for x in s] == ["fcfs", "sjf-oracle", "fcfs", "sjf-oracle"]
+    assert sorted(p.name for p in out.iterdir()) == ["fcfs_r0", "fcfs_r1", "sjf-oracle_r0",
+                                                     "sjf-oracle_r1"]
+    assert all(x["completed"] == 29 for x in s)
+    sent = [b["vllm_xargs"]["ltrsched.policy"] for b in server.bodies]
+    first_sjf = sent.index("sjf-oracle")
+    assert set(sent[:first_sjf]) == {"fcfs"} and "fcfs" in sent[first_sjf:]  # in rounds
+
+
+def test_a_policy_given_twice_or_no_repeats_is_a_one_line_error(tmp_path, trace_file):
+    with pytest.raises(LiveError, match="--policy fcfs given twice: pass it once, with "
+                                        "--repeats N"):
+        cli(["replay", "--trace", str(trace_file), "--server", "http://127.0.0.1:9",
+             "--out", str(tmp_path / "r"), "--policy", "fcfs", "--policy", "fcfs"])
+    with pytest.raises(LiveError, match="--repeats 0: must be at least 1"):
+        cli(["replay", "--trace", str(trace_file), "--server", "http://127.0.0.1:9",
+             "--out", str(tmp_path / "r"), "--repeats", "0"])
