@@ -35,6 +35,7 @@ from live.engine import EngineOptions, LiveEngine
 from live.models import write_tiny_llama
 from live.run import RunSpec
 from ltrsched.cli import main as ltrsched_main
+from sim.profile import load_profile
 from traces.io import write_trace
 
 POLICIES = {"fcfs": "fcfs", "ltr": "ltr:starvation=200,quantum=10", "sjf": "sjf-oracle"}
@@ -58,22 +59,22 @@ def make_trace(n: int, rates: list[float], seed: int, burst: int = 0) -> pd.Data
     })
 
 
-def step_time_ratio(run: Path, coefficients: dict[str, float]) -> float:
+def step_time_ratio(run: Path, profile: Path) -> float:
     """How much slower the machine ran than the profile says: the run's summed step
     durations over the profile's prediction for the very same steps (1.0 = on profile)."""
     st = pd.read_parquet(run / "steps.parquet")
     st = st[st["scheduled_requests"] > 0]
-    pred = coefficients["c0_s"] + sum(coefficients[k] * st[c] for k, c in (
-        ("prefill_token_s", "prefill_tokens"), ("prefill_sq_s", "prefill_sq_tokens"),
-        ("decode_req_s", "decode_requests"), ("decode_ctx_token_s", "decode_context_tokens")))
+    pred = load_profile(str(profile)).step_time(
+        st["prefill_tokens"], st["prefill_sq_tokens"], st["decode_requests"],
+        st["decode_context_tokens"])
     return float(st["duration_s"].sum() / pred.sum())
 
 
 def speed_corrected(trace: Path, policy: str, profile: Path, run: Path, out: Path):
     """The simulation of one live replicate with the profile's times scaled by that run's
     step_time_ratio: what is left of the error once the machine's drift is known."""
+    ratio = step_time_ratio(run, profile)
     prof = yaml.safe_load(profile.read_text())
-    ratio = step_time_ratio(run, prof["coefficients"])
     prof["coefficients"] = {k: v * ratio for k, v in prof["coefficients"].items()}
     scaled = out / "profiles" / f"{run.name}.yaml"
     scaled.parent.mkdir(parents=True, exist_ok=True)
