@@ -36,7 +36,7 @@ from live.models import write_tiny_llama
 from live.run import RunSpec
 from ltrsched.cli import main as ltrsched_main
 from sim.profile import load_profile
-from traces.io import write_trace
+from traces.io import atomic_write, write_trace
 
 POLICIES = {"fcfs": "fcfs", "ltr": "ltr:starvation=200,quantum=10", "sjf": "sjf-oracle"}
 
@@ -77,8 +77,7 @@ def speed_corrected(trace: Path, policy: str, profile: Path, run: Path, out: Pat
     prof = yaml.safe_load(profile.read_text())
     prof["coefficients"] = {k: v * ratio for k, v in prof["coefficients"].items()}
     scaled = out / "profiles" / f"{run.name}.yaml"
-    scaled.parent.mkdir(parents=True, exist_ok=True)
-    scaled.write_text(yaml.safe_dump(prof, sort_keys=False))
+    atomic_write(scaled, lambda tmp: Path(tmp).write_text(yaml.safe_dump(prof, sort_keys=False)))
     sim = out / "sim_corrected" / run.name
     with contextlib.redirect_stdout(io.StringIO()):
         ltrsched_main(["simulate", "--trace", str(trace), "--policy", policy, "--profile",
@@ -99,9 +98,10 @@ async def replay_all(args, traces: dict[str, Path], out: Path) -> dict[str, list
     runs: dict[str, list[Path]] = {f"{t}_{k}": [] for t, k in PLAN}
     try:
         await engine.warm_up(16)
+        frames = {name: pd.read_parquet(path) for name, path in traces.items()}
         for rep in range(args.repeats):
             for trace, key in PLAN:
-                df = pd.read_parquet(traces[trace])
+                df = frames[trace]
                 run = out / "live" / f"{trace}_{key}_r{rep}"
                 s = await engine.replay(df, RunSpec(policy=POLICIES[key], out=run,
                                                     trace=str(traces[trace])))

@@ -20,8 +20,10 @@ from live.replay import Backend, replay
 from live.steplog import StepLog, read_step_log, steps_frame
 from live.xargs import RequestTag, RunTag, encode
 from policies import make_policy
+from policies.lengthdist import DIST_PREFIX
 from policies.views import feature_columns, in_policy_order, views_from_trace
 from traces.results import summarize_run, write_run
+from traces.schema import SCORE_PREFIX
 
 START_LEAD_S = 0.05  # trace time 0 this far in the future, so the first request is on time
 
@@ -60,7 +62,7 @@ async def run_trace(
     t0 = time.monotonic() + START_LEAD_S
     feature_cols = feature_columns(df)
     if spec.scored_in_server:  # the trace's own scores would be kept instead of predicted
-        feature_cols = [c for c in feature_cols if not c.startswith(("score_", "dist_"))]
+        feature_cols = [c for c in feature_cols if not c.startswith((SCORE_PREFIX, DIST_PREFIX))]
     run_tag = RunTag(
         run=run_id,
         policy=spec.policy if spec.send_run_config else None,
