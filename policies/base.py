@@ -38,6 +38,8 @@ class RequestView:
     - service_s: summed duration of the steps it was scheduled in (attained service).
     - waiting_since_s: time it last stopped running (or arrived); equals the time
       of its last scheduled step's end while it runs.
+    - cached_tokens: prompt tokens found in the prefix cache when it was first scheduled
+      (vLLM's num_cached_tokens); 0 before that, and without prefix caching.
     """
 
     request_id: int
@@ -52,6 +54,7 @@ class RequestView:
     waiting_since_s: float = 0.0
     preemptions: int = 0
     running: bool = False
+    cached_tokens: int = 0
     # Predictor outputs and other numeric per-request features, by trace column name
     # (e.g. "score_opt125m": higher = shorter, as in the paper).
     features: Mapping[str, float] = field(default_factory=dict)

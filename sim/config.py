@@ -26,6 +26,9 @@ class EngineConfig:
     num_gpu_blocks: int | None = None
     max_model_len: int | None = None
     chunked_prefill: bool = True
+    # Automatic prefix caching (needs a trace with hash_ids to hit anything). None: the
+    # mode's default, on for vllm-v1 (vLLM V1's default), off for ltr-paper (vLLM 0.4.1's).
+    enable_prefix_caching: bool | None = None
     # "vllm-v1": running first, then waiting in policy order, recompute preemption.
     # "ltr-paper": all requests sorted together each step, stop at the first misfit,
     # swap preemption (vllm-ltr on vLLM 0.4.1).
@@ -62,6 +65,11 @@ class EngineConfig:
             raise SimError("--preemption swap needs --engine-mode ltr-paper (vLLM V1 recomputes)")
         if self.stop_after is not None and self.stop_after < 1:
             raise SimError("--stop-after: must be >= 1")
+
+    def prefix_caching_enabled(self) -> bool:
+        if self.enable_prefix_caching is None:
+            return self.engine_mode == "vllm-v1"
+        return self.enable_prefix_caching
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -10,13 +10,16 @@ WAITING, RUNNING, SWAPPED, FINISHED, REJECTED, PENDING = range(6)
 
 
 class SimRequest:
-    """Plain state of one request; the engine moves it.
+    """Plain state of one request; the scheduler and the engine move it.
 
+    The policy-visible counters (steps run and waited, service, preemptions) live in
+    `view` and move only through policies.base.RequestCounters.
     num_computed: tokens whose KV is in the cache (0 after a recompute preemption).
     generated: output tokens produced so far (kept across preemption).
-    A request in the decode phase that runs every step is kept lazily: its counters
-    are (g0, c0, gen0) at step g0 and advance by one per engine step until the engine
-    materializes it (see Engine._materialize).
+    A decoding request that runs every step is kept lazily (sim/decode_set.py): its
+    counters are (g0, c0, gen0) at step g0 and advance by one per engine step; the view's
+    steps_run and service_s were steps_run0 and service0 then.
+    held / registered / self_cached: its cached blocks (sim/kv_cache.py).
     """
 
     __slots__ = (
@@ -34,16 +37,21 @@ class SimRequest:
         "g0",
         "c0",
         "gen0",
-        "wait_from_g",
-        "steps_run",
-        "service_s",
+        "steps_run0",
+        "service0",
+        "skip_from",
         "version",
         "first_scheduled_s",
         "first_token_s",
         "finish_s",
         "last_token_s",
         "max_gap_s",
-        "preemptions",
+        "cached_tokens",
+        "held",
+        "registered",
+        "self_cached",
+        "successor",
+        "think_s",
     )
 
     def __init__(self, idx: int, view: RequestView) -> None:
@@ -62,16 +70,21 @@ class SimRequest:
         self.g0 = 0
         self.c0 = 0
         self.gen0 = 0
-        self.wait_from_g = 0
-        self.steps_run = 0
-        self.service_s = 0.0
+        self.steps_run0 = 0
+        self.service0 = 0.0
+        self.skip_from = 0  # steps from here on that it is not scheduled count as waiting
         self.version = 0
         self.first_scheduled_s = math.nan
         self.first_token_s = math.nan
         self.finish_s = math.nan
         self.last_token_s = math.nan
         self.max_gap_s = 0.0
-        self.preemptions = 0
+        self.cached_tokens = -1  # prefix-cache hit when first scheduled (vLLM's num_cached_tokens)
+        self.held: list[tuple[int, int]] = []
+        self.registered = 0
+        self.self_cached = False
+        self.successor = -1  # the next turn of its session, released when this one finishes
+        self.think_s = 0.0
 
     @property
     def num_tokens(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from policies import make_policy
@@ -13,6 +14,7 @@ from policies.views import in_policy_order, views_from_trace
 from sim.config import EngineConfig
 from sim.engine import Engine
 from sim.errors import SimError
+from sim.prefix_keys import block_keys
 from sim.profile import StepTimeProfile, load_profile
 from sim.results import requests_frame, summarize
 
@@ -40,21 +42,57 @@ def resolve_num_gpu_blocks(config: EngineConfig, profile: StepTimeProfile) -> tu
     )
 
 
+def sessions(trace: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(successor row or -1, think_s) per row of a trace in policy order; (None, None)
+    without session columns. A session's turns follow each other by `turn`."""
+    if "session_id" not in trace.columns:
+        return None, None
+    n = len(trace)
+    succ = np.full(n, -1, np.int64)
+    turn = trace["turn"].to_numpy(np.int64) if "turn" in trace.columns else np.zeros(n, np.int64)
+    order = np.lexsort((turn, trace["session_id"].to_numpy()))
+    sid = trace["session_id"].to_numpy()[order]
+    same = sid[1:] == sid[:-1]
+    succ[order[:-1][same]] = order[1:][same]
+    think = trace["think_s"].to_numpy(np.float64) if "think_s" in trace.columns else np.zeros(n)
+    return succ, think
+
+
 def simulate(
     trace: pd.DataFrame,
     policy: str | Policy = "fcfs",
     profile: str | StepTimeProfile | None = None,
     config: EngineConfig | None = None,
     progress=None,
+    hash_block_tokens: int | None = None,
 ) -> SimResult:
+    """hash_block_tokens: tokens per id of the trace's hash_ids column (its metadata key
+    of that name; read from trace.attrs["hash_block_tokens"] when not given)."""
     config = config or EngineConfig()
     config.validate()
     prof = profile if isinstance(profile, StepTimeProfile) else load_profile(profile)
     pol = policy if isinstance(policy, Policy) else make_policy(policy)
     blocks, how = resolve_num_gpu_blocks(config, prof)
     # A trace row order is arrival order; the engine keys requests by row index.
+    hbt = hash_block_tokens or trace.attrs.get("hash_block_tokens")
     trace = in_policy_order(trace)
-    engine = Engine(views_from_trace(trace), pol, prof, config, blocks, progress=progress)
+    keys = None
+    if config.prefix_caching_enabled() and "hash_ids" in trace.columns:
+        keys = block_keys(
+            trace["hash_ids"].tolist(), trace["prompt_tokens"].to_numpy(), hbt, config.block_size
+        )
+    succ, think = sessions(trace)
+    engine = Engine(
+        views_from_trace(trace),
+        pol,
+        prof,
+        config,
+        blocks,
+        progress=progress,
+        keys=keys,
+        successor=succ,
+        think_s=think,
+    )
     engine.run()
     req = requests_frame(engine, trace["request_id"].to_numpy())
     steps = pd.DataFrame(engine.steps.frame_dict())

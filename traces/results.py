@@ -10,6 +10,10 @@ requests.parquet: request_id, arrival_s, first_scheduled_s, first_token_s, finis
 steps.parquet: step, start_s, duration_s, prefill_tokens, prefill_sq_tokens,
   decode_requests, decode_context_tokens, running_requests, waiting_requests,
   kv_blocks_used, preemptions, swapped_blocks.
+Prefix caching adds, per request, cached_tokens (prompt tokens found in the prefix cache
+when it was first scheduled, vLLM's num_cached_tokens) and, per step, prefill_ctx_tokens
+(sum over prefill chunks of chunk x tokens already cached before it), cached_tokens (hits
+of the requests admitted in the step) and blocks_evicted (cached blocks reused).
 summary.json: SUMMARY_KEYS and provenance (policy, profile or model, engine limits).
 """
 
@@ -35,6 +39,8 @@ STEP_COLUMNS = (
     "decode_context_tokens", "running_requests", "waiting_requests", "kv_blocks_used",
     "preemptions", "swapped_blocks",
 )
+PREFIX_REQUEST_COLUMNS = ("cached_tokens",)
+PREFIX_STEP_COLUMNS = ("prefill_ctx_tokens", "cached_tokens", "blocks_evicted")
 SUMMARY_KEYS = (
     "requests", "completed", "rejected", "unfinished", "mean_latency_s", "p50_latency_s",
     "p90_latency_s", "p99_latency_s", "mean_norm_latency_s_per_token", "mean_ttft_s",

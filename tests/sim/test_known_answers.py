@@ -73,7 +73,7 @@ def test_recompute_preemption_by_hand():
         trace([(0, 0.0, 4, 8), (1, 0.0, 4, 6)]),
         "fcfs",
         prof,
-        EngineConfig(num_gpu_blocks=4, block_size=4),
+        EngineConfig(num_gpu_blocks=4, block_size=4, enable_prefix_caching=False),
     )
     r = by_id(res)
     assert r.loc[0, "finish_s"] == pytest.approx(12.0)
@@ -83,6 +83,27 @@ def test_recompute_preemption_by_hand():
     assert res.summary["preemptions"] == 1
     # B waited from its 5th token (t=9) to its 6th (t=17.5).
     assert r.loc[1, "max_token_gap_s"] == pytest.approx(8.5)
+
+
+def test_recompute_preemption_hits_its_own_blocks_with_prefix_caching():
+    # The same case with prefix caching (vLLM V1's default). At step 5 B has computed 8
+    # tokens (2 full blocks) and is preempted: its blocks go to the free queue's tail last
+    # block first, so A's third block (same step) evicts B's second. When A ends (t=12), B
+    # hits its first block (4 tokens) and re-prefills 9 - 4 = 5: 1 + 2.5 s, ending at 15.5.
+    res = simulate(
+        trace([(0, 0.0, 4, 8), (1, 0.0, 4, 6)]),
+        "fcfs",
+        fixed_profile(c0_s=1.0, prefill_token_s=0.5),
+        EngineConfig(num_gpu_blocks=4, block_size=4),
+    )
+    r = by_id(res)
+    assert r.loc[0, "finish_s"] == pytest.approx(12.0)
+    assert r.loc[1, "finish_s"] == pytest.approx(15.5)
+    assert list(res.steps["prefill_tokens"]) == [8, 0, 0, 0, 0, 0, 0, 0, 5]
+    assert list(res.steps["cached_tokens"]) == [0] * 8 + [4]
+    assert list(res.steps["blocks_evicted"]) == [0] * 5 + [1, 0, 0, 0]
+    # vLLM's num_cached_tokens is the hit at first scheduling: none for either.
+    assert list(r["cached_tokens"]) == [0, 0]
 
 
 def test_swap_preemption_in_paper_mode_keeps_computed_tokens():

@@ -1,0 +1,279 @@
+"""The paged KV cache: the block pool, and vLLM V1's automatic prefix cache over it.
+
+Knows nothing of policy. Without prefix caching it only counts free blocks. With it, as
+vLLM V1 does (vllm/v1/core/block_pool.py, kv_cache_manager.py, release 0.10+):
+- a full prompt block is known by its content key (sim/prefix_keys.py) and is cached
+  from the step it is scheduled in, so later requests (even in the same step) hit it;
+- a new request takes the longest run of its leading full blocks that are cached, at
+  most (tokens - 1) // block_size of them: vLLM always computes the last token;
+- blocks are reference-counted; a freed block keeps its content and stays hit-able in
+  the free queue until a new block is needed: blocks are taken from the head, a freed
+  request's blocks are appended at the tail in reverse order (its last block is evicted
+  first), and a hit takes a free cached block out of the queue;
+- a request preempted by recompute leaves all its full blocks cached, so it can hit its
+  own work when it is admitted again; a finished turn of a session leaves the blocks that
+  its next turn's prompt repeats (the answer's blocks are the next prompt's).
+Blocks whose content no later request can ask for are kept as anonymous counts, which
+changes no hit and keeps the common case cheap. Where vLLM would compute a second copy of
+a block already cached (a hit run broken earlier), the copy here is anonymous.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from sim.prefix_keys import KeyTable
+
+
+class KVCacheManager:
+    """Free and cached blocks of one engine's pool; requests hold logical block tables."""
+
+    def __init__(
+        self,
+        num_gpu_blocks: int,
+        block_size: int,
+        prefix_caching: bool = False,
+        keys: KeyTable | None = None,
+        successor: np.ndarray | None = None,
+        total_tokens: np.ndarray | None = None,
+    ) -> None:
+        self.num_gpu_blocks = num_gpu_blocks
+        self.block_size = block_size
+        self.free = num_gpu_blocks  # never used, or cached with no holder (evictable)
+        self.enabled = prefix_caching
+        self.evicted = 0  # cached blocks reused for new content, over the run
+        # key -> [holders, token]; token is the key's place in the free queue, -1 when held
+        self._cache: dict[int, list[int]] = {}
+        # FIFO of free blocks: [n] for a run of n anonymous blocks, (key, token) for a cached one
+        self._queue: deque = deque([[num_gpu_blocks]])
+        self._token = 0
+        self._cached_free = 0  # cached blocks in the free queue
+        n = len(successor) if successor is not None else (0 if keys is None else len(keys.count))
+        self._keys = keys if keys is not None else KeyTable.empty(n)
+        self._succ = successor if successor is not None else np.full(n, -1, np.int64)
+        self.shared_len = self._shared_runs(total_tokens) if prefix_caching else None
+
+    # ----------------------------------------------------------- accounting
+    def blocks_for(self, tokens: int) -> int:
+        return -(-tokens // self.block_size)
+
+    def take(self, n: int) -> None:
+        """n fresh blocks from the free pool (the caller checked n <= free)."""
+        self.free -= n
+        if self.enabled and n:
+            self._evict(n)
+
+    def take_per_step(self, alloc: np.ndarray) -> np.ndarray:
+        """Blocks for consecutive steps, alloc[j] at step j; returns the cached blocks each
+        step evicted (exact per step while cached blocks are free, then counts only)."""
+        evicted = np.zeros(len(alloc), np.int64)
+        if not self.enabled:
+            self.free -= int(alloc.sum())
+            return evicted
+        for j in np.flatnonzero(alloc):
+            if self._cached_free == 0:
+                self.take(int(alloc[j:].sum()))
+                break
+            before = self.evicted
+            self.take(int(alloc[j]))
+            evicted[j] = self.evicted - before
+        return evicted
+
+    def give(self, n: int) -> None:
+        """n blocks back to the pool whose contents nobody will ask for."""
+        if self.enabled:
+            self._free_anonymous(n)
+        else:
+            self.free += n
+
+    # --------------------------------------------------------------- keys
+    def key_at(self, idx: int, pos: int) -> int:
+        """Content key of request idx's block pos (its own prompt, then its next turn's)."""
+        k = self._keys
+        if pos < k.count[idx]:
+            return int(k.keys[k.start[idx] + pos])
+        s = int(self._succ[idx])
+        if s >= 0 and pos < k.count[s]:
+            return int(k.keys[k.start[s] + pos])
+        return -1 - (idx << 32) - pos  # content of this request alone
+
+    def _shared_runs(self, total_tokens: np.ndarray | None) -> np.ndarray:
+        """Per request, how many leading prompt blocks another request may hit: keys that
+        occur twice in the trace, or that a previous turn leaves behind for this one."""
+        k = self._keys
+        n = len(k.count)
+        if len(k.keys) == 0:
+            return np.zeros(n, np.int64)
+        _, inv, counts = np.unique(k.keys, return_inverse=True, return_counts=True)
+        shared = counts[inv.reshape(-1)] > 1
+        if total_tokens is not None:
+            for i in np.flatnonzero(self._succ >= 0):
+                s = int(self._succ[i])
+                lo = int(k.count[i])
+                hi = min(int(k.count[s]), (int(total_tokens[i]) - 1) // self.block_size)
+                if hi > lo:
+                    shared[k.start[s] + lo : k.start[s] + hi] = True
+        req = np.repeat(np.arange(n), k.count)
+        pos = np.arange(len(k.keys)) - k.start[req]
+        first_miss = np.where(shared, np.iinfo(np.int64).max, pos)
+        run = k.count.copy()
+        has = k.count > 0
+        if has.any():
+            mins = np.minimum.reduceat(first_miss, k.start[has])
+            run[has] = np.minimum(k.count[has], mins)
+        return run
+
+    # ------------------------------------------------------------ requests
+    def lookup(self, r) -> tuple[int, int]:
+        """(blocks hit, how many of them are free) for request r before admission."""
+        if not self.enabled or r.num_computed:
+            return 0, 0
+        if not r.self_cached and self.shared_len[r.idx] == 0:
+            return 0, 0
+        limit = (r.num_tokens - 1) // self.block_size
+        cache = self._cache
+        hit = evictable = 0
+        while hit < limit:
+            e = cache.get(self.key_at(r.idx, hit))
+            if e is None:
+                break
+            evictable += e[0] == 0
+            hit += 1
+        return hit, evictable
+
+    def admit_hit(self, r, hit: int) -> None:
+        """r takes its first `hit` blocks from the cache (lookup() just found them)."""
+        cache = self._cache
+        for pos in range(hit):
+            key = self.key_at(r.idx, pos)
+            e = cache[key]
+            if e[0] == 0:
+                self.free -= 1
+                self._cached_free -= 1
+                e[1] = -1
+            e[0] += 1
+            r.held.append((pos, key))
+        r.blocks = hit
+        r.num_computed = hit * self.block_size
+        r.registered = hit
+
+    def allocate(self, r, need: int, computed_after: int) -> None:
+        """r gets `need` fresh blocks for tokens up to computed_after; the prompt blocks
+        that this fills and that others may hit become cached now, as vLLM caches them."""
+        self.take(need)
+        r.blocks += need
+        if not self.enabled:
+            return
+        upto = min(computed_after // self.block_size, int(self.shared_len[r.idx]))
+        if upto <= r.registered:
+            return
+        cache = self._cache
+        for pos in range(r.registered, upto):
+            key = self.key_at(r.idx, pos)
+            if key not in cache:
+                cache[key] = [1, -1]
+                r.held.append((pos, key))
+        r.registered = upto
+
+    def freed_on_release(self, r, blocks: int) -> int:
+        """At least how many of r's `blocks` go back to the pool when r releases them:
+        not the cached blocks that other requests hold too."""
+        if not self.enabled or not r.held:
+            return blocks
+        cache = self._cache
+        return blocks - sum(1 for _, key in r.held if cache[key][0] > 1)
+
+    def release(self, r, keep_all: bool = False, keep_next_turn: bool = False) -> None:
+        """r gives back its blocks. keep_all: every full block stays cached (recompute
+        preemption); keep_next_turn: those its session's next turn repeats stay cached."""
+        if not self.enabled:
+            self.free += r.blocks
+            r.blocks = 0
+            return
+        held = dict(r.held)
+        extra: dict[int, int] = {}
+        if keep_all or keep_next_turn:
+            full = min(r.num_computed // self.block_size, r.blocks)
+            lo = 0 if keep_all else int(self._keys.count[r.idx])
+            for pos in range(lo, full):
+                if pos not in held:
+                    key = self.key_at(r.idx, pos)
+                    if key >= 0 or keep_all:
+                        extra[pos] = key
+            r.self_cached = r.self_cached or keep_all
+        if not held and not extra:
+            self._free_anonymous(r.blocks)
+        else:
+            cache = self._cache
+            prev = r.blocks  # blocks go back last first: the tail is evicted first
+            for pos in sorted(held.keys() | extra.keys(), reverse=True):
+                self._free_anonymous(prev - pos - 1)
+                prev = pos
+                if pos in held:
+                    e = cache[held[pos]]
+                    e[0] -= 1
+                    if e[0] == 0:
+                        self._free_cached(held[pos], e)
+                elif extra[pos] in cache:
+                    self._free_anonymous(1)  # a second copy of a cached block
+                else:
+                    e = cache[extra[pos]] = [0, -1]
+                    self._free_cached(extra[pos], e)
+            self._free_anonymous(prev)
+        r.held.clear()
+        r.blocks = 0
+        r.registered = 0
+
+    # --------------------------------------------------------------- queue
+    def _free_anonymous(self, n: int) -> None:
+        if n <= 0:
+            return
+        self.free += n
+        q = self._queue
+        if q and type(q[-1]) is list:
+            q[-1][0] += n
+        else:
+            q.append([n])
+
+    def _free_cached(self, key: int, e: list[int]) -> None:
+        self._cached_free += 1
+        e[1] = self._token
+        self._queue.append((key, self._token))
+        self._token += 1
+        self.free += 1
+
+    def _evict(self, n: int) -> None:
+        q, cache = self._queue, self._cache
+        while n:
+            item = q[0]
+            if type(item) is list:
+                if item[0] > n:
+                    item[0] -= n
+                    return
+                n -= item[0]
+                q.popleft()
+                continue
+            q.popleft()
+            key, token = item
+            e = cache.get(key)
+            if e is not None and e[1] == token and e[0] == 0:
+                del cache[key]
+                self._cached_free -= 1
+                self.evicted += 1
+                n -= 1
+
+    def check(self) -> None:
+        """Assert the pool's invariants (tests): free = queued blocks, never over the pool."""
+        anon = sum(i[0] for i in self._queue if type(i) is list)
+        cached = sum(
+            1
+            for i in self._queue
+            if type(i) is tuple and self._cache.get(i[0], [None, None])[1] == i[1]
+        )
+        assert 0 <= self.free <= self.num_gpu_blocks, self.free
+        if self.enabled:
+            assert anon + cached == self.free, (anon, cached, self.free)
+            assert cached == self._cached_free, (cached, self._cached_free)
+            assert all(e[0] >= 0 for e in self._cache.values())
