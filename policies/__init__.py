@@ -16,6 +16,7 @@ from policies import (  # noqa: F401
     prompt_length,
     sjf_oracle,
     srtf_oracle,
+    uncached_prefill,
 )
 from policies.base import Policy, PolicyError, RequestCounters, RequestView, tie_key
 from policies.registry import available, make_policy, register

@@ -39,7 +39,9 @@ class RequestView:
     - waiting_since_s: time it last stopped running (or arrived); equals the time
       of its last scheduled step's end while it runs.
     - cached_tokens: prompt tokens found in the prefix cache when it was first scheduled
-      (vLLM's num_cached_tokens); 0 before that, and without prefix caching.
+      (vLLM's num_cached_tokens); 0 before that, and without prefix caching. For a policy
+      with probes_prefix_cache, an engine that can look into its cache gives a waiting
+      request what it would hit if admitted now.
     """
 
     request_id: int
@@ -100,6 +102,8 @@ class Policy:
     # Fields of RequestView this policy needs that an engine might not have
     # ("output_tokens" for oracles, "features:<col>" for a score column).
     requires: ClassVar[tuple[str, ...]] = ()
+    # True: the policy reads cached_tokens of waiting requests (engines probe the cache).
+    probes_prefix_cache: ClassVar[bool] = False
 
     def key(self, r: RequestView, now_s: float) -> Any:
         """Sort key; lower is served first. Must be comparable across requests."""

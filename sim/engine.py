@@ -302,23 +302,24 @@ class Engine:
             decode_context_tokens=st.ctx[:k],
             running_requests=len(sched.running) - st.gone[:k],
             waiting_requests=len(sched.waiting),
-            kv_blocks_used=kv.num_gpu_blocks - st.free_before[:k] + st.alloc[:k],
         )
         self.clock.now = float(ends[-1])
         self.clock.g = g + k
         # Blocks move in step order: a step's allocations, then the requests it finished.
         first = self.steps.n - k
         evicted = self.steps.cols["blocks_evicted"]
+        used = self.steps.cols["kv_blocks_used"]
         later = [(gc, r) for gc, r in st.finished if gc >= g + k]
         taken = 0
-        for gc, r in st.finished:
-            if gc >= g + k:
-                break
+        for gc, r in [*[f for f in st.finished if f[0] < g + k], (g + k - 1, None)]:
             upto = gc - g + 1
-            evicted[first + taken : first + upto] = kv.take_per_step(st.alloc[taken:upto])
+            alloc = st.alloc[taken:upto]
+            free0 = kv.free
+            evicted[first + taken : first + upto] = kv.take_per_step(alloc)
+            used[first + taken : first + upto] = kv.num_gpu_blocks - free0 + np.cumsum(alloc)
             taken = upto
-            self._finish(r, gc + 1)
-        evicted[first + taken : first + k] = kv.take_per_step(st.alloc[taken:k])
+            if r is not None:
+                self._finish(r, gc + 1)
         self._evicted_logged = kv.evicted
         dec.restore(later)
         for gc, r in dec.pop_completed(self.clock.g):

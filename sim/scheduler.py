@@ -70,6 +70,7 @@ class Scheduler:
         self.dynamic = not policy.static_keys
         self.has_horizon = type(policy).horizon is not Policy.horizon
         self.heap_waiting = not self.dynamic
+        self.probe = policy.probes_prefix_cache and kv.enabled
         self.running: dict[int, SimRequest] = {}  # admission order
         self.prefilling: dict[int, SimRequest] = {}  # running, not in the lazy decode set
         self.waiting: dict[int, SimRequest] = {}
@@ -90,7 +91,10 @@ class Scheduler:
                 RequestCounters.on_skipped(v, g - r.skip_from)
                 r.skip_from = g
             v.running = r.state == RUNNING
-        v.cached_tokens = max(r.cached_tokens, 0)
+        if self.probe and r.state == WAITING:
+            v.cached_tokens = self.kv.lookup(r)[0] * self.kv.block_size
+        else:
+            v.cached_tokens = max(r.cached_tokens, 0)
         return v
 
     def rank(self, r: SimRequest):

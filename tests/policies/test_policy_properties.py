@@ -32,6 +32,7 @@ BASE_SPECS = [
     "mlfq:quantum_s=0.5,growth=4,prefill_s_per_token=0,levels=3",
     "gittins",
     "serpt:dist=a",
+    "uncached-prefill",
 ]
 WRAPPERS = ["", "starvation=3,quantum=2", "max_wait_s=1.5,quantum=1", "starvation=5,max_wait_s=2"]
 

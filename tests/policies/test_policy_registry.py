@@ -18,6 +18,7 @@ NAMES = {
     "ltr",
     "classify",
     "prompt-length",
+    "uncached-prefill",
     "approx-oracle",
     "mlfq",
     "gittins",
