@@ -1,9 +1,15 @@
-"""The trace pipeline: load -> first exchange -> count tokens -> filter -> select -> arrivals.
+"""The trace pipeline: load -> exchanges -> count tokens, hash ids -> filter -> select -> arrivals.
 
 --offset/--limit pick records by their position in the source, before any filtering,
 so that disjoint ranges give disjoint train and test traces. Filters then drop records
 (counted by reason), -n keeps the first n survivors (a seeded random n with --shuffle),
 and the arrival process gives them times. Same config and seed, same trace.
+
+With --turns all a record is one turn of a session (a conversation): a session ends
+at its first turn that a filter drops (the later turns count as session_cut); -n,
+--shuffle, --duration and the arrival process (rate, stages) pick and time sessions,
+and turn k > 0 arrives, open loop, think_s after turn k-1's arrival (engines replace
+that by think_s after turn k-1 finishes).
 """
 
 from __future__ import annotations
@@ -17,18 +23,20 @@ from traces.arrivals import arrival_times
 from traces.config import BuildConfig
 from traces.errors import TraceError
 from traces.progress import Reporter
+from traces.prompts import count_prompts
 from traces.records import (
     AFTER_DURATION,
     EMPTY_PROMPT,
     EMPTY_RESPONSE,
     OUTPUT_TOO_LONG,
     PROMPT_TOO_LONG,
+    SESSION_CUT,
     LoadStats,
     SourceRecords,
 )
-from traces.schema import OPTIONAL_COLUMNS
+from traces.schema import HASH_BLOCK_TOKENS_KEY, OPTIONAL_COLUMNS
 from traces.seeding import rng_for
-from traces.tokenize import TokenCounter, get_tokenizer
+from traces.tokenize import get_tokenizer
 
 
 @dataclass
@@ -49,8 +57,14 @@ def build_trace(cfg: BuildConfig, reporter: Reporter | None = None) -> BuildResu
     records = spec.load(cfg.source_options(), reporter)
     stats = records.stats
     warnings = list(stats.warnings)
-    tokenizer = _count_tokens(records, counter, reporter) if counter else spec.counts_by
-    eligible = records.take(np.flatnonzero(_within_limits(records, cfg, stats)))
+    tokenizer = spec.counts_by
+    if counter:
+        count_prompts(records, counter, cfg.text_block_tokens(), reporter)
+        tokenizer = counter.name
+    keep = _within_limits(records, cfg, stats)
+    if records.session is not None:
+        keep = _cut_sessions(records, keep, stats)
+    eligible = records.take(np.flatnonzero(keep))
     if len(eligible) == 0:
         raise TraceError(f"{stats.where}: no usable records ({_read_summary(stats)})")
     chosen = _select(eligible, cfg, stats)
@@ -58,28 +72,41 @@ def build_trace(cfg: BuildConfig, reporter: Reporter | None = None) -> BuildResu
     if process.kind == "timestamps":
         chosen = _sort_by_timestamp(chosen, stats, warnings)
     rng = rng_for(cfg.seed, "arrivals")
-    arrival_s = arrival_times(process, len(chosen), rng, chosen.timestamp_s)
+    starts = arrival_times(process, _num_units(chosen), rng, chosen.timestamp_s)
     if cfg.duration_s is not None:
-        chosen, arrival_s = _cut_at_duration(chosen, arrival_s, cfg, stats, warnings)
-    df = _frame(chosen, arrival_s, cfg.keep_text)
+        chosen, starts = _cut_at_duration(chosen, starts, cfg, stats, warnings)
+    arrival_s, think_s = _turn_arrivals(chosen, starts, cfg)
+    df = _frame(chosen, arrival_s, think_s, process.stage_index(), cfg.keep_text)
     meta = _meta(cfg, stats, tokenizer, process.meta(), len(eligible), len(df))
+    if chosen.hash_ids is not None:
+        meta[HASH_BLOCK_TOKENS_KEY] = chosen.hash_block_tokens
+    if chosen.session is not None:
+        meta["sessions"] = _sessions_meta(cfg, _num_units(chosen))
     return BuildResult(df, meta, warnings)
 
 
-def _count_tokens(records: SourceRecords, counter: TokenCounter, reporter: Reporter) -> str:
-    """Fill records' token counts from their text; blank text counts as 0 tokens.
+def _units(records: SourceRecords) -> np.ndarray:
+    """What -n, --shuffle and arrivals count: each record's session (0, 1, ...), or itself.
 
-    Output counts come from the response text; a source without one drew them itself.
+    Records of a session are contiguous and a kept session keeps its turn 0.
     """
-    texts = records.prompt + (records.response or [])
-    counts = counter.count(texts, reporter)
-    blank = np.fromiter((not t.strip() for t in texts), dtype=bool, count=len(texts))
-    counts[blank] = 0
-    n = len(records)
-    records.prompt_tokens = counts[:n]
-    if records.response is not None:
-        records.output_tokens = counts[n:]
-    return counter.name
+    if records.session is None:
+        return np.arange(len(records))
+    return np.cumsum(records.turn == 0) - 1
+
+
+def _num_units(records: SourceRecords) -> int:
+    return len(records) if records.session is None else int(np.sum(records.turn == 0))
+
+
+def _take_units(records: SourceRecords, units: np.ndarray) -> SourceRecords:
+    """The records of `units` (indices into _units), in that order, turns in order."""
+    if records.session is None:
+        return records.take(units)
+    first = np.flatnonzero(records.turn == 0)
+    ends = np.append(first[1:], len(records))
+    index = [np.arange(first[u], ends[u]) for u in units]
+    return records.take(np.concatenate(index) if index else np.zeros(0, dtype=np.int64))
 
 
 def _within_limits(records: SourceRecords, cfg: BuildConfig, stats: LoadStats) -> np.ndarray:
@@ -97,19 +124,32 @@ def _within_limits(records: SourceRecords, cfg: BuildConfig, stats: LoadStats) -
     return keep
 
 
+def _cut_sessions(records: SourceRecords, keep: np.ndarray, stats: LoadStats) -> np.ndarray:
+    """Keep a turn only if every earlier turn of its session is kept; count the cut."""
+    units = _units(records)
+    first_drop = np.full(units[-1] + 1 if len(units) else 0, np.iinfo(np.int64).max)
+    np.minimum.at(first_drop, units[~keep], records.turn[~keep])
+    dropped_before = records.turn > first_drop[units]
+    stats.drop(SESSION_CUT, int((keep & dropped_before).sum()))
+    return keep & ~dropped_before
+
+
 def _select(eligible: SourceRecords, cfg: BuildConfig, stats: LoadStats) -> SourceRecords:
-    """The first -n eligible records, or a seeded random -n of them with --shuffle."""
-    order = np.arange(len(eligible))
+    """The first -n eligible records (sessions), or a seeded random -n with --shuffle."""
+    count = _num_units(eligible)
+    order = np.arange(count)
     if cfg.shuffle:
-        order = rng_for(cfg.seed, "selection").permutation(len(eligible))
-    if cfg.num_requests is not None:
-        if cfg.num_requests > len(eligible):
+        order = rng_for(cfg.seed, "selection").permutation(count)
+    wanted = cfg.num_wanted()
+    if wanted is not None:
+        if wanted > count:
+            kind = "sessions" if eligible.session is not None else "requests"
+            flag = f"--stages ({wanted:,} {kind})" if cfg.stages is not None else f"-n {wanted}"
             raise TraceError(
-                f"-n {cfg.num_requests}: only {len(eligible):,} requests remain after filtering "
-                f"({_read_summary(stats)})"
+                f"{flag}: only {count:,} {kind} remain after filtering ({_read_summary(stats)})"
             )
-        order = order[: cfg.num_requests]
-    return eligible.take(order)
+        order = order[:wanted]
+    return _take_units(eligible, order)
 
 
 def _sort_by_timestamp(
@@ -132,17 +172,37 @@ def _cut_at_duration(
     stats: LoadStats,
     warnings: list[str],
 ) -> tuple[SourceRecords, np.ndarray]:
-    """Keep requests arriving before --duration; count the cut when it cuts what was asked."""
+    """Keep requests (sessions) starting before --duration; count the cut when it cuts what
+    was asked."""
     inside = arrival_s < cfg.duration_s
     if cfg.num_requests is not None or cfg.arrival_process().kind == "timestamps":
-        stats.drop(AFTER_DURATION, int((~inside).sum()))
+        stats.drop(AFTER_DURATION, int((~inside[_units(chosen)]).sum()))
     elif inside.all():
         warnings.append(
             f"records ran out at t={arrival_s[-1]:.1f} s, before --duration {cfg.duration_s:g}"
         )
     if not inside.any():
         raise TraceError(f"--duration {cfg.duration_s:g}: no request arrives before it")
-    return chosen.take(np.flatnonzero(inside)), arrival_s[inside]
+    return _take_units(chosen, np.flatnonzero(inside)), arrival_s[inside]
+
+
+def _turn_arrivals(
+    chosen: SourceRecords, starts: np.ndarray, cfg: BuildConfig
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Arrival of every record, and think_s of session turns (None without sessions).
+
+    Turn 0 arrives at its session's start; turn k at turn k-1's arrival + think_s[k].
+    """
+    if chosen.session is None:
+        return starts, None
+    later = chosen.turn > 0
+    think_s = np.zeros(len(chosen), dtype=np.float64)
+    think_s[later] = cfg.think_time_dist().sample(rng_for(cfg.seed, "think"), int(later.sum()))
+    arrival_s = np.empty(len(chosen), dtype=np.float64)
+    units = _units(chosen)
+    for i in range(len(chosen)):
+        arrival_s[i] = arrival_s[i - 1] + think_s[i] if later[i] else starts[units[i]]
+    return arrival_s, think_s
 
 
 def _read_summary(stats: LoadStats) -> str:
@@ -150,7 +210,25 @@ def _read_summary(stats: LoadStats) -> str:
     return f"{stats.rows_read:,} read, dropped: {dropped or 'none'}"
 
 
-def _frame(chosen: SourceRecords, arrival_s: np.ndarray, keep_text: bool) -> pd.DataFrame:
+def _frame(
+    chosen: SourceRecords,
+    arrival_s: np.ndarray,
+    think_s: np.ndarray | None,
+    stage_of_unit: np.ndarray | None,
+    keep_text: bool,
+) -> pd.DataFrame:
+    """The trace's rows; session turns sorted by arrival (stable), the others as they come."""
+    units = _units(chosen)  # in arrival order of the units' (sessions') first requests
+    stage = None if stage_of_unit is None else stage_of_unit[units]
+    if chosen.session is not None:
+        order = np.argsort(arrival_s, kind="stable")
+        chosen, arrival_s, think_s, units = (
+            chosen.take(order),
+            arrival_s[order],
+            think_s[order],
+            units[order],
+        )
+        stage = None if stage is None else stage[order]
     n = len(chosen)
     columns = {
         "request_id": np.arange(n, dtype=np.int64),
@@ -166,6 +244,14 @@ def _frame(chosen: SourceRecords, arrival_s: np.ndarray, keep_text: bool) -> pd.
     columns["record_id"] = pd.array(chosen.record_id, dtype="string")
     for name, values in chosen.extra.items():
         columns[name] = pd.array(values, dtype=OPTIONAL_COLUMNS[name])
+    if chosen.hash_ids is not None:
+        columns["hash_ids"] = pd.Series(chosen.hash_ids, dtype=object)
+    if chosen.session is not None:
+        columns["session_id"] = units.astype(np.int64)
+        columns["turn"] = chosen.turn.astype(np.int64)
+        columns["think_s"] = think_s.astype(np.float64)
+    if stage is not None:
+        columns["stage"] = stage.astype(np.int64)
     return pd.DataFrame(columns)
 
 
@@ -196,3 +282,14 @@ def _meta(
         meta["model"] = cfg.model
     meta.update(stats.details)
     return meta
+
+
+def _sessions_meta(cfg: BuildConfig, num_sessions: int) -> dict:
+    return {
+        "turns": "all",
+        "max_turns": cfg.max_turns,
+        "think_dist": cfg.think_time_dist().spec,
+        "num_sessions": num_sessions,
+        "arrival_s": "turn 0 from the arrival process; turn k: turn k-1's arrival_s + think_s "
+        "(open loop; engines send it think_s after turn k-1 finishes)",
+    }

@@ -152,8 +152,8 @@ def test_burstgpt_uses_timestamps_and_counts(burstgpt_file):
 
 def test_vllm_timed_reads_mooncake_lines(jsonl_file):
     rows = [
-        {"timestamp": 0, "input_length": 6955, "output_length": 52, "hash_ids": [46, 47]},
-        {"timestamp": 27482, "input_length": 100, "output_length": 0, "hash_ids": []},
+        {"timestamp": 0, "input_length": 6955, "output_length": 52},
+        {"timestamp": 27482, "input_length": 100, "output_length": 0},
         {"timestamp": 30000, "input_length": 7},
         {"timestamp": 31000.5, "input_length": 8, "output_length": 9},
     ]
@@ -162,6 +162,7 @@ def test_vllm_timed_reads_mooncake_lines(jsonl_file):
     np.testing.assert_allclose(recs.timestamp_s, [0.0, 31.0005])
     np.testing.assert_array_equal(recs.prompt_tokens, [6955, 8])
     assert recs.stats.dropped == {"empty_response": 1, "malformed": 1}
+    assert recs.hash_ids is None  # no line has hash_ids: no column
     in_s = load_vllm_timed(SourceOptions(path=str(jsonl_file(rows)), timestamp_unit="s"), QUIET)
     np.testing.assert_allclose(in_s.timestamp_s, [0.0, 31000.5])
 
