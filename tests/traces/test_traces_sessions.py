@@ -147,6 +147,21 @@ def test_a_session_ends_at_its_first_dropped_turn(sharegpt_file):
     assert res.meta["rows_dropped"] == {"output_too_long": 1, "session_cut": 1}
 
 
+def test_stages_and_duration_time_sessions(chats):
+    staged = build(chats, rate=None, stages="0.2x10,0.1x20").df
+    first = staged[staged["turn"] == 0].sort_values("session_id")
+    assert first["stage"].tolist() == [0, 0, 1, 1]  # 2 sessions a stage; turns follow
+    for _, session in staged.groupby("session_id"):
+        assert session["stage"].nunique() == 1
+    full = build(chats, seed=4).df
+    starts = np.sort(full.loc[full["turn"] == 0, "arrival_s"].to_numpy())
+    cut = (starts[1] + starts[2]) / 2
+    short = build(chats, duration_s=cut, seed=4).df
+    kept = full[full["session_id"] < 2]  # whole sessions, their later turns past the cut too
+    pd.testing.assert_frame_equal(short, kept.reset_index(drop=True).assign(
+        request_id=np.arange(len(kept))))  # fmt: skip
+
+
 def test_no_hash_ids_gives_the_same_counts(chats):
     hashed, plain = build(chats).df, build(chats, hash_ids=False).df
     assert "hash_ids" not in plain.columns
