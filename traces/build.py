@@ -5,11 +5,8 @@ so that disjoint ranges give disjoint train and test traces. Filters then drop r
 (counted by reason), -n keeps the first n survivors (a seeded random n with --shuffle),
 and the arrival process gives them times. Same config and seed, same trace.
 
-With --turns all a record is one turn of a session (a conversation): a session ends
-at its first turn that a filter drops (the later turns count as session_cut); -n,
---shuffle, --duration and the arrival process (rate, stages) pick and time sessions,
-and turn k > 0 arrives, open loop, think_s after turn k-1's arrival (engines replace
-that by think_s after turn k-1 finishes).
+With --turns all a record is one turn of a session (a conversation), and sessions are
+what is picked and timed (traces/sessions.py).
 """
 
 from __future__ import annotations
@@ -30,12 +27,19 @@ from traces.records import (
     EMPTY_RESPONSE,
     OUTPUT_TOO_LONG,
     PROMPT_TOO_LONG,
-    SESSION_CUT,
     LoadStats,
     SourceRecords,
 )
 from traces.schema import HASH_BLOCK_TOKENS_KEY, OPTIONAL_COLUMNS
 from traces.seeding import rng_for
+from traces.sessions import (
+    cut_sessions,
+    num_units,
+    sessions_meta,
+    take_units,
+    turn_arrivals,
+    units,
+)
 from traces.tokenize import get_tokenizer
 
 
@@ -63,7 +67,7 @@ def build_trace(cfg: BuildConfig, reporter: Reporter | None = None) -> BuildResu
         tokenizer = counter.name
     keep = _within_limits(records, cfg, stats)
     if records.session is not None:
-        keep = _cut_sessions(records, keep, stats)
+        keep = cut_sessions(records, keep, stats)
     eligible = records.take(np.flatnonzero(keep))
     if len(eligible) == 0:
         raise TraceError(f"{stats.where}: no usable records ({_read_summary(stats)})")
@@ -72,41 +76,18 @@ def build_trace(cfg: BuildConfig, reporter: Reporter | None = None) -> BuildResu
     if process.kind == "timestamps":
         chosen = _sort_by_timestamp(chosen, stats, warnings)
     rng = rng_for(cfg.seed, "arrivals")
-    starts = arrival_times(process, _num_units(chosen), rng, chosen.timestamp_s)
+    starts = arrival_times(process, num_units(chosen), rng, chosen.timestamp_s)
     if cfg.duration_s is not None:
         chosen, starts = _cut_at_duration(chosen, starts, cfg, stats, warnings)
-    arrival_s, think_s = _turn_arrivals(chosen, starts, cfg)
+    think = cfg.think_time_dist()
+    arrival_s, think_s = turn_arrivals(chosen, starts, think, rng_for(cfg.seed, "think"))
     df = _frame(chosen, arrival_s, think_s, process.stage_index(), cfg.keep_text)
     meta = _meta(cfg, stats, tokenizer, process.meta(), len(eligible), len(df))
     if chosen.hash_ids is not None:
         meta[HASH_BLOCK_TOKENS_KEY] = chosen.hash_block_tokens
     if chosen.session is not None:
-        meta["sessions"] = _sessions_meta(cfg, _num_units(chosen))
+        meta["sessions"] = sessions_meta(think, cfg.max_turns, num_units(chosen))
     return BuildResult(df, meta, warnings)
-
-
-def _units(records: SourceRecords) -> np.ndarray:
-    """What -n, --shuffle and arrivals count: each record's session (0, 1, ...), or itself.
-
-    Records of a session are contiguous and a kept session keeps its turn 0.
-    """
-    if records.session is None:
-        return np.arange(len(records))
-    return np.cumsum(records.turn == 0) - 1
-
-
-def _num_units(records: SourceRecords) -> int:
-    return len(records) if records.session is None else int(np.sum(records.turn == 0))
-
-
-def _take_units(records: SourceRecords, units: np.ndarray) -> SourceRecords:
-    """The records of `units` (indices into _units), in that order, turns in order."""
-    if records.session is None:
-        return records.take(units)
-    first = np.flatnonzero(records.turn == 0)
-    ends = np.append(first[1:], len(records))
-    index = [np.arange(first[u], ends[u]) for u in units]
-    return records.take(np.concatenate(index) if index else np.zeros(0, dtype=np.int64))
 
 
 def _within_limits(records: SourceRecords, cfg: BuildConfig, stats: LoadStats) -> np.ndarray:
@@ -124,19 +105,9 @@ def _within_limits(records: SourceRecords, cfg: BuildConfig, stats: LoadStats) -
     return keep
 
 
-def _cut_sessions(records: SourceRecords, keep: np.ndarray, stats: LoadStats) -> np.ndarray:
-    """Keep a turn only if every earlier turn of its session is kept; count the cut."""
-    units = _units(records)
-    first_drop = np.full(units[-1] + 1 if len(units) else 0, np.iinfo(np.int64).max)
-    np.minimum.at(first_drop, units[~keep], records.turn[~keep])
-    dropped_before = records.turn > first_drop[units]
-    stats.drop(SESSION_CUT, int((keep & dropped_before).sum()))
-    return keep & ~dropped_before
-
-
 def _select(eligible: SourceRecords, cfg: BuildConfig, stats: LoadStats) -> SourceRecords:
     """The first -n eligible records (sessions), or a seeded random -n with --shuffle."""
-    count = _num_units(eligible)
+    count = num_units(eligible)
     order = np.arange(count)
     if cfg.shuffle:
         order = rng_for(cfg.seed, "selection").permutation(count)
@@ -149,7 +120,7 @@ def _select(eligible: SourceRecords, cfg: BuildConfig, stats: LoadStats) -> Sour
                 f"{flag}: only {count:,} {kind} remain after filtering ({_read_summary(stats)})"
             )
         order = order[:wanted]
-    return _take_units(eligible, order)
+    return take_units(eligible, order)
 
 
 def _sort_by_timestamp(
@@ -176,33 +147,14 @@ def _cut_at_duration(
     was asked."""
     inside = arrival_s < cfg.duration_s
     if cfg.num_requests is not None or cfg.arrival_process().kind == "timestamps":
-        stats.drop(AFTER_DURATION, int((~inside[_units(chosen)]).sum()))
+        stats.drop(AFTER_DURATION, int((~inside[units(chosen)]).sum()))
     elif inside.all():
         warnings.append(
             f"records ran out at t={arrival_s[-1]:.1f} s, before --duration {cfg.duration_s:g}"
         )
     if not inside.any():
         raise TraceError(f"--duration {cfg.duration_s:g}: no request arrives before it")
-    return _take_units(chosen, np.flatnonzero(inside)), arrival_s[inside]
-
-
-def _turn_arrivals(
-    chosen: SourceRecords, starts: np.ndarray, cfg: BuildConfig
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Arrival of every record, and think_s of session turns (None without sessions).
-
-    Turn 0 arrives at its session's start; turn k at turn k-1's arrival + think_s[k].
-    """
-    if chosen.session is None:
-        return starts, None
-    later = chosen.turn > 0
-    think_s = np.zeros(len(chosen), dtype=np.float64)
-    think_s[later] = cfg.think_time_dist().sample(rng_for(cfg.seed, "think"), int(later.sum()))
-    arrival_s = np.empty(len(chosen), dtype=np.float64)
-    units = _units(chosen)
-    for i in range(len(chosen)):
-        arrival_s[i] = arrival_s[i - 1] + think_s[i] if later[i] else starts[units[i]]
-    return arrival_s, think_s
+    return take_units(chosen, np.flatnonzero(inside)), arrival_s[inside]
 
 
 def _read_summary(stats: LoadStats) -> str:
@@ -218,15 +170,15 @@ def _frame(
     keep_text: bool,
 ) -> pd.DataFrame:
     """The trace's rows; session turns sorted by arrival (stable), the others as they come."""
-    units = _units(chosen)  # in arrival order of the units' (sessions') first requests
-    stage = None if stage_of_unit is None else stage_of_unit[units]
+    unit = units(chosen)  # numbered in the arrival order of the units' first requests
+    stage = None if stage_of_unit is None else stage_of_unit[unit]
     if chosen.session is not None:
         order = np.argsort(arrival_s, kind="stable")
-        chosen, arrival_s, think_s, units = (
+        chosen, arrival_s, think_s, unit = (
             chosen.take(order),
             arrival_s[order],
             think_s[order],
-            units[order],
+            unit[order],
         )
         stage = None if stage is None else stage[order]
     n = len(chosen)
@@ -247,7 +199,7 @@ def _frame(
     if chosen.hash_ids is not None:
         columns["hash_ids"] = pd.Series(chosen.hash_ids, dtype=object)
     if chosen.session is not None:
-        columns["session_id"] = units.astype(np.int64)
+        columns["session_id"] = unit.astype(np.int64)
         columns["turn"] = chosen.turn.astype(np.int64)
         columns["think_s"] = think_s.astype(np.float64)
     if stage is not None:
@@ -282,14 +234,3 @@ def _meta(
         meta["model"] = cfg.model
     meta.update(stats.details)
     return meta
-
-
-def _sessions_meta(cfg: BuildConfig, num_sessions: int) -> dict:
-    return {
-        "turns": "all",
-        "max_turns": cfg.max_turns,
-        "think_dist": cfg.think_time_dist().spec,
-        "num_sessions": num_sessions,
-        "arrival_s": "turn 0 from the arrival process; turn k: turn k-1's arrival_s + think_s "
-        "(open loop; engines send it think_s after turn k-1 finishes)",
-    }
