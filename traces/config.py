@@ -204,11 +204,8 @@ class BuildConfig:
             return ArrivalProcess("poisson", rate=self.rate)
         return ArrivalProcess("timestamps", time_scale=self.time_scale or 1.0)
 
-    def sessions(self) -> bool:
-        """Whether each record is a turn of a session (--turns all)."""
-        return self.turns == "all"
-
     def think_time_dist(self) -> TimeDist:
+        """Think time before a session's later turns (--think-dist, default fixed:5)."""
         return parse_time_dist(self.think_dist or DEFAULT_THINK_DIST, "--think-dist")
 
     def num_wanted(self) -> int | None:

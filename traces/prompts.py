@@ -14,9 +14,7 @@ import numpy as np
 from traces.prefix import BlockHasher
 from traces.progress import Reporter
 from traces.records import SourceRecords
-from traces.tokenize import TokenCounter
-
-_BATCH = 2048  # records per tokenizer call: a progress step, and bounded memory for ids
+from traces.tokenize import BATCH, TokenCounter
 
 
 def count_prompts(
@@ -36,8 +34,8 @@ def count_prompts(
     hash_ids: list[np.ndarray] = []
     hasher = BlockHasher(block_tokens)
     with reporter.task(f"tokenizing and hashing ({counter.name})", n) as advance:
-        for start in range(0, n, _BATCH):
-            stop = min(n, start + _BATCH)
+        for start in range(0, n, BATCH):
+            stop = min(n, start + BATCH)
             prompts = counter.encode_batch(_unblank(records.prompt[start:stop]))
             replies = None
             if records.response is not None:

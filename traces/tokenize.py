@@ -22,7 +22,7 @@ import numpy as np
 from traces.errors import TraceError
 from traces.progress import Reporter
 
-_BATCH = 2048  # texts per call: a progress step, and bounded memory for token lists
+BATCH = 2048  # texts per call: a progress step, and bounded memory for token lists
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,8 @@ class TokenCounter:
         reporter = reporter or Reporter()
         out = np.zeros(len(texts), dtype=np.int64)
         with reporter.task(f"tokenizing ({self.name})", len(texts)) as advance:
-            for start in range(0, len(texts), _BATCH):
-                chunk = texts[start : start + _BATCH]
+            for start in range(0, len(texts), BATCH):
+                chunk = texts[start : start + BATCH]
                 out[start : start + len(chunk)] = self.count_batch(chunk)
                 advance(len(chunk))
         return out
