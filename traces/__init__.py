@@ -26,6 +26,8 @@ _EXPORTS = {
     "TraceSummary": "traces.summary",
     "summarize": "traces.summary",
     "parse_length_dist": "traces.distributions",
+    "hash_ids_from_token_ids": "traces.prefix",
+    "token_ids_from_hash_ids": "traces.prefix",
 }
 
 __all__ = ["TraceError", *_EXPORTS]

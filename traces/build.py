@@ -1,9 +1,12 @@
-"""The trace pipeline: load -> first exchange -> count tokens -> filter -> select -> arrivals.
+"""The trace pipeline: load -> exchanges -> count tokens, hash ids -> filter -> select -> arrivals.
 
 --offset/--limit pick records by their position in the source, before any filtering,
 so that disjoint ranges give disjoint train and test traces. Filters then drop records
 (counted by reason), -n keeps the first n survivors (a seeded random n with --shuffle),
 and the arrival process gives them times. Same config and seed, same trace.
+
+With --turns all a record is one turn of a session (a conversation), and sessions are
+what is picked and timed (traces/sessions.py).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from traces.arrivals import arrival_times
 from traces.config import BuildConfig
 from traces.errors import TraceError
 from traces.progress import Reporter
+from traces.prompts import count_prompts
 from traces.records import (
     AFTER_DURATION,
     EMPTY_PROMPT,
@@ -26,9 +30,17 @@ from traces.records import (
     LoadStats,
     SourceRecords,
 )
-from traces.schema import OPTIONAL_COLUMNS
+from traces.schema import HASH_BLOCK_TOKENS_KEY, OPTIONAL_COLUMNS
 from traces.seeding import rng_for
-from traces.tokenize import TokenCounter, get_tokenizer
+from traces.sessions import (
+    cut_sessions,
+    num_units,
+    sessions_meta,
+    take_units,
+    turn_arrivals,
+    units,
+)
+from traces.tokenize import get_tokenizer
 
 
 @dataclass
@@ -49,8 +61,14 @@ def build_trace(cfg: BuildConfig, reporter: Reporter | None = None) -> BuildResu
     records = spec.load(cfg.source_options(), reporter)
     stats = records.stats
     warnings = list(stats.warnings)
-    tokenizer = _count_tokens(records, counter, reporter) if counter else spec.counts_by
-    eligible = records.take(np.flatnonzero(_within_limits(records, cfg, stats)))
+    tokenizer = spec.counts_by
+    if counter:
+        count_prompts(records, counter, cfg.text_block_tokens(), reporter)
+        tokenizer = counter.name
+    keep = _within_limits(records, cfg, stats)
+    if records.session is not None:
+        keep = cut_sessions(records, keep, stats)
+    eligible = records.take(np.flatnonzero(keep))
     if len(eligible) == 0:
         raise TraceError(f"{stats.where}: no usable records ({_read_summary(stats)})")
     chosen = _select(eligible, cfg, stats)
@@ -58,28 +76,18 @@ def build_trace(cfg: BuildConfig, reporter: Reporter | None = None) -> BuildResu
     if process.kind == "timestamps":
         chosen = _sort_by_timestamp(chosen, stats, warnings)
     rng = rng_for(cfg.seed, "arrivals")
-    arrival_s = arrival_times(process, len(chosen), rng, chosen.timestamp_s)
+    starts = arrival_times(process, num_units(chosen), rng, chosen.timestamp_s)
     if cfg.duration_s is not None:
-        chosen, arrival_s = _cut_at_duration(chosen, arrival_s, cfg, stats, warnings)
-    df = _frame(chosen, arrival_s, cfg.keep_text)
+        chosen, starts = _cut_at_duration(chosen, starts, cfg, stats, warnings)
+    think = cfg.think_time_dist()
+    arrival_s, think_s = turn_arrivals(chosen, starts, think, rng_for(cfg.seed, "think"))
+    df = _frame(chosen, arrival_s, think_s, process.stage_index(), cfg.keep_text)
     meta = _meta(cfg, stats, tokenizer, process.meta(), len(eligible), len(df))
+    if chosen.hash_ids is not None:
+        meta[HASH_BLOCK_TOKENS_KEY] = chosen.hash_block_tokens
+    if chosen.session is not None:
+        meta["sessions"] = sessions_meta(think, cfg.max_turns, num_units(chosen))
     return BuildResult(df, meta, warnings)
-
-
-def _count_tokens(records: SourceRecords, counter: TokenCounter, reporter: Reporter) -> str:
-    """Fill records' token counts from their text; blank text counts as 0 tokens.
-
-    Output counts come from the response text; a source without one drew them itself.
-    """
-    texts = records.prompt + (records.response or [])
-    counts = counter.count(texts, reporter)
-    blank = np.fromiter((not t.strip() for t in texts), dtype=bool, count=len(texts))
-    counts[blank] = 0
-    n = len(records)
-    records.prompt_tokens = counts[:n]
-    if records.response is not None:
-        records.output_tokens = counts[n:]
-    return counter.name
 
 
 def _within_limits(records: SourceRecords, cfg: BuildConfig, stats: LoadStats) -> np.ndarray:
@@ -98,18 +106,21 @@ def _within_limits(records: SourceRecords, cfg: BuildConfig, stats: LoadStats) -
 
 
 def _select(eligible: SourceRecords, cfg: BuildConfig, stats: LoadStats) -> SourceRecords:
-    """The first -n eligible records, or a seeded random -n of them with --shuffle."""
-    order = np.arange(len(eligible))
+    """The first -n eligible records (sessions), or a seeded random -n with --shuffle."""
+    count = num_units(eligible)
+    order = np.arange(count)
     if cfg.shuffle:
-        order = rng_for(cfg.seed, "selection").permutation(len(eligible))
-    if cfg.num_requests is not None:
-        if cfg.num_requests > len(eligible):
+        order = rng_for(cfg.seed, "selection").permutation(count)
+    wanted = cfg.num_wanted()
+    if wanted is not None:
+        if wanted > count:
+            kind = "sessions" if eligible.session is not None else "requests"
+            flag = f"--stages ({wanted:,} {kind})" if cfg.stages is not None else f"-n {wanted}"
             raise TraceError(
-                f"-n {cfg.num_requests}: only {len(eligible):,} requests remain after filtering "
-                f"({_read_summary(stats)})"
+                f"{flag}: only {count:,} {kind} remain after filtering ({_read_summary(stats)})"
             )
-        order = order[: cfg.num_requests]
-    return eligible.take(order)
+        order = order[:wanted]
+    return take_units(eligible, order)
 
 
 def _sort_by_timestamp(
@@ -132,17 +143,18 @@ def _cut_at_duration(
     stats: LoadStats,
     warnings: list[str],
 ) -> tuple[SourceRecords, np.ndarray]:
-    """Keep requests arriving before --duration; count the cut when it cuts what was asked."""
+    """Keep requests (sessions) starting before --duration; count the cut when it cuts what
+    was asked."""
     inside = arrival_s < cfg.duration_s
     if cfg.num_requests is not None or cfg.arrival_process().kind == "timestamps":
-        stats.drop(AFTER_DURATION, int((~inside).sum()))
+        stats.drop(AFTER_DURATION, int((~inside[units(chosen)]).sum()))
     elif inside.all():
         warnings.append(
             f"records ran out at t={arrival_s[-1]:.1f} s, before --duration {cfg.duration_s:g}"
         )
     if not inside.any():
         raise TraceError(f"--duration {cfg.duration_s:g}: no request arrives before it")
-    return chosen.take(np.flatnonzero(inside)), arrival_s[inside]
+    return take_units(chosen, np.flatnonzero(inside)), arrival_s[inside]
 
 
 def _read_summary(stats: LoadStats) -> str:
@@ -150,7 +162,25 @@ def _read_summary(stats: LoadStats) -> str:
     return f"{stats.rows_read:,} read, dropped: {dropped or 'none'}"
 
 
-def _frame(chosen: SourceRecords, arrival_s: np.ndarray, keep_text: bool) -> pd.DataFrame:
+def _frame(
+    chosen: SourceRecords,
+    arrival_s: np.ndarray,
+    think_s: np.ndarray | None,
+    stage_of_unit: np.ndarray | None,
+    keep_text: bool,
+) -> pd.DataFrame:
+    """The trace's rows; session turns sorted by arrival (stable), the others as they come."""
+    unit = units(chosen)  # numbered in the arrival order of the units' first requests
+    stage = None if stage_of_unit is None else stage_of_unit[unit]
+    if chosen.session is not None:
+        order = np.argsort(arrival_s, kind="stable")
+        chosen, arrival_s, think_s, unit = (
+            chosen.take(order),
+            arrival_s[order],
+            think_s[order],
+            unit[order],
+        )
+        stage = None if stage is None else stage[order]
     n = len(chosen)
     columns = {
         "request_id": np.arange(n, dtype=np.int64),
@@ -166,6 +196,14 @@ def _frame(chosen: SourceRecords, arrival_s: np.ndarray, keep_text: bool) -> pd.
     columns["record_id"] = pd.array(chosen.record_id, dtype="string")
     for name, values in chosen.extra.items():
         columns[name] = pd.array(values, dtype=OPTIONAL_COLUMNS[name])
+    if chosen.hash_ids is not None:
+        columns["hash_ids"] = pd.Series(chosen.hash_ids, dtype=object)
+    if chosen.session is not None:
+        columns["session_id"] = unit.astype(np.int64)
+        columns["turn"] = chosen.turn.astype(np.int64)
+        columns["think_s"] = think_s.astype(np.float64)
+    if stage is not None:
+        columns["stage"] = stage.astype(np.int64)
     return pd.DataFrame(columns)
 
 

@@ -24,7 +24,7 @@ from traces.summary import TraceSummary, summarize
 
 app = typer.Typer(
     help="Build request traces (Parquet) from ShareGPT, LMSYS, BurstGPT, timed traces, "
-    "distributions or a synthetic LMSYS-like workload, and summarize them.",
+    "distributions, a synthetic LMSYS-like or shared-prefix workload, and summarize them.",
     no_args_is_help=True,
 )
 
@@ -88,8 +88,57 @@ def build(
     output_dist: Annotated[
         str | None, typer.Option(help="synthetic: e.g. uniform:low=1,high=512.")
     ] = None,
+    hash_block_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="Prompt tokens per hash_ids block (text sources, shared-prefix: 16, vLLM's "
+            "block; vllm-timed: 512, Mooncake's)."
+        ),
+    ] = None,
+    hash_ids: Annotated[
+        bool, typer.Option(help="Write hash_ids (prefix identity) where the source has it.")
+    ] = True,
+    turns: Annotated[
+        str | None,
+        typer.Option(
+            help="sharegpt, lmsys: first (default: each conversation's first exchange) or all "
+            "(one request per user turn; sessions)."
+        ),
+    ] = None,
+    max_turns: Annotated[
+        int | None, typer.Option(help="With --turns all: at most this many turns a session.")
+    ] = None,
+    think_dist: Annotated[
+        str | None,
+        typer.Option(
+            help="With --turns all: think time before a turn, s (default fixed:5; or e.g. "
+            "exponential:mean=5)."
+        ),
+    ] = None,
+    stages: Annotated[
+        str | None,
+        typer.Option(
+            help="Back-to-back stages RATExSECONDS,...: exactly round(rate x duration) "
+            "requests each (e.g. 8x600,20x600)."
+        ),
+    ] = None,
+    num_groups: Annotated[
+        int | None, typer.Option(help="shared-prefix: system prompts (default 10).")
+    ] = None,
+    prompts_per_group: Annotated[
+        int | None, typer.Option(help="shared-prefix: questions per system prompt (10).")
+    ] = None,
+    system_prompt_len: Annotated[
+        int | None, typer.Option(help="shared-prefix: system prompt tokens (100).")
+    ] = None,
+    question_len: Annotated[
+        int | None, typer.Option(help="shared-prefix: question tokens (50).")
+    ] = None,
+    output_len: Annotated[
+        int | None, typer.Option(help="shared-prefix: output tokens (50).")
+    ] = None,
 ) -> None:
-    """Build a trace: first turns, token counts, filters, arrival times."""
+    """Build a trace: first turns (or sessions), token counts, hash ids, filters, arrivals."""
     if output.is_dir():
         raise TraceError(f"--output {output}: is a directory")
     cfg = BuildConfig(
@@ -114,6 +163,17 @@ def build(
         timestamp_unit=timestamp_unit,
         prompt_dist=prompt_dist,
         output_dist=output_dist,
+        hash_block_tokens=hash_block_tokens,
+        hash_ids=hash_ids,
+        turns=turns,
+        max_turns=max_turns,
+        think_dist=think_dist,
+        stages=stages,
+        num_groups=num_groups,
+        prompts_per_group=prompts_per_group,
+        system_prompt_len=system_prompt_len,
+        question_len=question_len,
+        output_len=output_len,
     )
     result = build_trace(cfg, RichReporter(Console(stderr=True)))
     for warning in result.warnings:
@@ -143,6 +203,8 @@ def show(
     console.print(_lengths_table(summary))
     if summary.categories:
         console.print(_categories_table(summary))
+    if summary.stages:
+        console.print(_stages_table(summary))
 
 
 def _overview_table(file: Path, s: TraceSummary) -> Table:
@@ -151,7 +213,9 @@ def _overview_table(file: Path, s: TraceSummary) -> Table:
     table.add_column()
     rate = f"{s.mean_rate_per_s:.3f} req/s" if s.mean_rate_per_s else "- (burst)"
     arrival = ", ".join(
-        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.arrival.items()
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in s.arrival.items()
+        if k != "stages"
     )
     dropped = ", ".join(f"{k} {v:,}" for k, v in s.rows_dropped.items()) or "none"
     rows = [
@@ -168,6 +232,17 @@ def _overview_table(file: Path, s: TraceSummary) -> Table:
         ("dropped", dropped),
         ("source truncated", "yes" if s.truncated else "no"),
     ]
+    if s.hash_block_tokens is not None:
+        rows.append(("hash block", f"{s.hash_block_tokens} tokens"))
+        rows.append(
+            (
+                "prefix reuse",
+                f"{s.prefix_reuse_share:.1%} of prompt tokens (infinite cache, at most)",
+            )
+        )
+    if s.sessions:
+        turns = f"{s.sessions['turns_mean']:.2f} turns each (max {s.sessions['turns_max']})"
+        rows.append(("sessions", f"{s.sessions['count']:,}, {turns}"))
     for key, value in rows:
         table.add_row(key, value)
     return table
@@ -185,6 +260,21 @@ def _lengths_table(s: TraceSummary) -> Table:
             f"{stats.p90:.0f}",
             f"{stats.p99:.0f}",
             f"{stats.max:,}",
+        )
+    return table
+
+
+def _stages_table(s: TraceSummary) -> Table:
+    table = Table(title="stages")
+    for name in ("stage", "rate", "duration", "start", "requests"):
+        table.add_column(name, justify="right")
+    for i, stage in enumerate(s.stages):
+        table.add_row(
+            str(i),
+            f"{stage['rate']:g} req/s",
+            f"{stage['duration_s']:g} s",
+            f"{stage['start_s']:g} s",
+            f"{stage.get('in_trace', stage['requests']):,}",
         )
     return table
 

@@ -1,7 +1,10 @@
-"""Token-length distributions for synthetic traces, named on the command line.
+"""Token-length and think-time distributions, named on the command line.
 
 A spec is `name:key=value,...`, e.g. `lognormal:mu=5,sigma=1`, `uniform:low=1,high=512`,
-`fixed:128`, `zipf:a=1.5`, `resample:path=trace.parquet` (draws that trace's column).
+`fixed:128`, `zipf:a=1.5`, `exponential:mean=200`, `resample:path=trace.parquet` (draws
+that trace's column). Lengths are whole tokens >= 1. Think times (--think-dist) are
+seconds >= 0 from `fixed:5`, `uniform:low=1,high=10`, `exponential:mean=5` or
+`lognormal:mu=1,sigma=0.5`, not rounded.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ def _zipf(rng: np.random.Generator, size: int, p: dict) -> np.ndarray:
     return rng.zipf(p["a"], size).astype(np.int64)
 
 
+def _exponential(rng: np.random.Generator, size: int, p: dict) -> np.ndarray:
+    return np.maximum(1, np.rint(rng.exponential(p["mean"], size))).astype(np.int64)
+
+
 def _resample(rng: np.random.Generator, size: int, p: dict) -> np.ndarray:
     return rng.choice(p["values"], size=size, replace=True).astype(np.int64)
 
@@ -64,7 +71,44 @@ DISTRIBUTIONS: dict[str, DistSpec] = {
         ("mu", "sigma"), _lognormal, lambda p: "" if p["sigma"] > 0 else "sigma must be > 0"
     ),
     "zipf": DistSpec(("a",), _zipf, lambda p: "" if p["a"] > 1 else "a must be > 1"),
+    "exponential": DistSpec(
+        ("mean",), _exponential, lambda p: "" if p["mean"] > 0 else "mean must be > 0"
+    ),
     "resample": DistSpec(("path",), _resample),
+}
+
+
+def _at_least_zero(*keys: str) -> Callable[[dict], str]:
+    def check(p: dict) -> str:
+        bad = [k for k in keys if not p[k] >= 0]
+        return f"{bad[0]} must be >= 0" if bad else ""
+
+    return check
+
+
+def _check_time_uniform(p: dict) -> str:
+    return _at_least_zero("low", "high")(p) or (
+        "low must be <= high" if p["low"] > p["high"] else ""
+    )
+
+
+TIME_DISTRIBUTIONS: dict[str, DistSpec] = {
+    "fixed": DistSpec(("s",), lambda rng, size, p: np.full(size, p["s"]), _at_least_zero("s")),
+    "uniform": DistSpec(
+        ("low", "high"),
+        lambda rng, size, p: rng.uniform(p["low"], p["high"], size),
+        _check_time_uniform,
+    ),
+    "exponential": DistSpec(
+        ("mean",),
+        lambda rng, size, p: rng.exponential(p["mean"], size),
+        lambda p: "" if p["mean"] > 0 else "mean must be > 0",
+    ),
+    "lognormal": DistSpec(
+        ("mu", "sigma"),
+        lambda rng, size, p: rng.lognormal(p["mu"], p["sigma"], size),
+        lambda p: "" if p["sigma"] > 0 else "sigma must be > 0",
+    ),
 }
 
 
@@ -80,13 +124,42 @@ class LengthDist:
         return DISTRIBUTIONS[self.name].sample(rng, size, self.params)
 
 
-def parse_length_dist(spec: str, flag: str, column: str) -> LengthDist:
-    """Parse `spec` given to `flag`; `column` is what `resample` draws from its trace."""
+@dataclass(frozen=True)
+class TimeDist:
+    """A parsed think-time spec: `sample(rng, size)` draws seconds >= 0 (float64)."""
+
+    spec: str
+    name: str
+    params: dict = field(hash=False)
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return np.asarray(TIME_DISTRIBUTIONS[self.name].sample(rng, size, self.params), float)
+
+
+def parse_time_dist(spec: str, flag: str) -> TimeDist:
+    """Parse a think-time `spec` given to `flag`."""
+    name, rest = _name(spec, flag, TIME_DISTRIBUTIONS)
+    dist = TIME_DISTRIBUTIONS[name]
+    params = _parse_params(rest, dist.required, flag, name)
+    complaint = dist.check(params)
+    if not all(np.isfinite(list(params.values()))):
+        complaint = "parameters must be finite"
+    if complaint:
+        raise TraceError(f"{flag}: {name}: {complaint}")
+    return TimeDist(spec, name, params)
+
+
+def _name(spec: str, flag: str, known: dict) -> tuple[str, str]:
     name, _, rest = spec.partition(":")
     name = name.strip().lower()
-    if name not in DISTRIBUTIONS:
-        known = ", ".join(DISTRIBUTIONS)
-        raise TraceError(f"{flag}: unknown distribution {name!r} (known: {known})")
+    if name not in known:
+        raise TraceError(f"{flag}: unknown distribution {name!r} (known: {', '.join(known)})")
+    return name, rest
+
+
+def parse_length_dist(spec: str, flag: str, column: str) -> LengthDist:
+    """Parse `spec` given to `flag`; `column` is what `resample` draws from its trace."""
+    name, rest = _name(spec, flag, DISTRIBUTIONS)
     dist = DISTRIBUTIONS[name]
     params = _parse_params(rest, dist.required, flag, name)
     if name == "resample":

@@ -12,8 +12,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from traces.contract import check_optional_columns
 from traces.errors import TraceError
 from traces.schema import METADATA_KEY, REQUIRED_COLUMNS, SCHEMA_VERSION
+
+_HASH_IDS_TYPE = pa.list_(pa.int64())
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
@@ -35,8 +38,10 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         raise
 
 
-def validate_trace(df: pd.DataFrame, where: str = "trace") -> None:
-    """Raise TraceError naming the column or row when df breaks the schema."""
+def validate_trace(
+    df: pd.DataFrame, where: str = "trace", meta: dict[str, Any] | None = None
+) -> None:
+    """Raise TraceError naming the column or row when df (with its metadata) breaks the schema."""
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise TraceError(f"{where}: missing column(s) {', '.join(missing)}")
@@ -55,13 +60,17 @@ def validate_trace(df: pd.DataFrame, where: str = "trace") -> None:
     arr = df["arrival_s"].to_numpy()
     if len(arr) > 1 and (arr[1:] < arr[:-1]).any():
         raise TraceError(f"{where}: arrival_s is not sorted")
+    check_optional_columns(df, meta or {}, where)
 
 
 def write_trace(df: pd.DataFrame, path: str | os.PathLike, meta: dict[str, Any]) -> None:
-    """Validate and write df with meta as Parquet, atomically."""
-    validate_trace(df, str(path))
+    """Validate and write df with meta as Parquet, atomically (hash_ids as list<int64>)."""
+    validate_trace(df, str(path), meta)
     meta = {"schema_version": SCHEMA_VERSION, **meta}
     table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    if "hash_ids" in table.column_names:
+        i = table.column_names.index("hash_ids")
+        table = table.set_column(i, "hash_ids", table.column(i).cast(_HASH_IDS_TYPE))
     existing = table.schema.metadata or {}
     table = table.replace_schema_metadata({**existing, METADATA_KEY: json.dumps(meta)})
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
@@ -80,6 +89,10 @@ def read_trace(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
         raise TraceError(f"{path}: not a Parquet trace ({str(e).splitlines()[0]})") from None
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     meta = json.loads(raw) if raw else {}
+    if "hash_ids" in table.column_names:
+        kind = table.schema.field("hash_ids").type
+        if kind not in (_HASH_IDS_TYPE, pa.large_list(pa.int64())):
+            raise TraceError(f"{path}: hash_ids must be list<int64>, not {kind}")
     df = table.to_pandas()
-    validate_trace(df, str(path))
+    validate_trace(df, str(path), meta)
     return df, meta

@@ -30,7 +30,7 @@ def load_lmsys(opts: SourceOptions, reporter: Reporter) -> SourceRecords:
     """First exchanges of the records in --offset/--limit, with read and drop counts."""
     where = require_path(opts.path, "lmsys")
     stats = LoadStats(where, where)
-    collect = ExchangeCollector("lmsys", stats, opts.strict)
+    collect = ExchangeCollector("lmsys", stats, opts.strict, opts.turns, opts.max_turns)
     if Path(where).is_dir():
         shards = _shards(where)
         stats.details.update(format="parquet", shards=len(shards))

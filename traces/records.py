@@ -22,6 +22,7 @@ EMPTY_RESPONSE = "empty_response"  # response is empty or blank (0 tokens)
 PROMPT_TOO_LONG = "prompt_too_long"  # over --max-prompt-tokens
 OUTPUT_TOO_LONG = "output_too_long"  # over --max-output-tokens
 AFTER_DURATION = "after_duration"  # arrives at or after --duration
+SESSION_CUT = "session_cut"  # a later turn of a session whose earlier turn was dropped
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,16 @@ class SourceOptions:
     max_prompt_tokens: int | None = None
     max_output_tokens: int | None = None
     seed: int = 0
+    hash_block_tokens: int | None = None
+    hash_ids: bool = True  # False: --no-hash-ids, leave prefix identity out
+    turns: str = "first"
+    max_turns: int | None = None
+    num_groups: int | None = None
+    prompts_per_group: int | None = None
+    system_prompt_len: int | None = None
+    question_len: int | None = None
+    output_len: int | None = None
+    stage_counts: tuple[int, ...] | None = None  # requests per --stages stage
 
     def in_range(self, index: int) -> bool:
         """Whether record `index` (0-based, before any filtering) is in --offset/--limit."""
@@ -73,6 +84,10 @@ class SourceRecords:
 
     A source with prompt text but drawn output lengths (lmsys-like) gives prompt and
     output_tokens and no response; `extra` holds further optional schema columns.
+    hash_ids (one int64 array per record, blocks of hash_block_tokens) come from a
+    source that has them, or from the pipeline's tokenizer for a text source. With
+    --turns all, each record is one turn: `session` numbers its conversation (records
+    of a session are contiguous, turns 0, 1, ... in order) and `turn` is its index.
     """
 
     source: str
@@ -84,6 +99,10 @@ class SourceRecords:
     output_tokens: np.ndarray | None = None
     timestamp_s: np.ndarray | None = None
     extra: dict[str, list | np.ndarray] = field(default_factory=dict)  # more schema columns
+    hash_ids: list[np.ndarray] | None = None
+    hash_block_tokens: int | None = None
+    session: np.ndarray | None = None
+    turn: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.record_id)
@@ -113,4 +132,8 @@ class SourceRecords:
             output_tokens=pick(self.output_tokens),
             timestamp_s=pick(self.timestamp_s),
             extra={name: pick(values) for name, values in self.extra.items()},
+            hash_ids=pick(self.hash_ids),
+            hash_block_tokens=self.hash_block_tokens,
+            session=pick(self.session),
+            turn=pick(self.turn),
         )

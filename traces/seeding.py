@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import numpy as np
 
-STREAMS = {"arrivals": 1, "selection": 2, "lengths": 3, "lmsys-like": 4}
+STREAMS = {
+    "arrivals": 1,
+    "selection": 2,
+    "lengths": 3,
+    "lmsys-like": 4,
+    "think": 5,
+    "shared-prefix": 6,
+}
 
 
 def rng_for(seed: int, stream: str) -> np.random.Generator:
-    """The generator for `stream` ("arrivals", "selection" or "lengths") under `seed`."""
+    """The generator for `stream` (a key of STREAMS) under `seed`."""
     return np.random.default_rng([seed, STREAMS[stream]])
 
 

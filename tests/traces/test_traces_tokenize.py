@@ -52,6 +52,18 @@ def test_tokenizer_json_through_tokenizers(tmp_path):
     counter = get_tokenizer(str(path))
     assert counter.name.startswith("tokenizer.json sha256:")
     np.testing.assert_array_equal(counter.count(["hello there world", "", "hello"]), [3, 0, 1])
+    assert [e.tolist() for e in counter.encode_batch(["hello there", ""])] == [[1, 0], []]
+
+
+@pytest.mark.parametrize("name", ["cl100k", "llama3"])
+def test_encoded_ids_are_as_many_as_the_count(name):
+    if name == "llama3":
+        pytest.importorskip("quicktok")
+    counter = get_tokenizer(name)
+    ids = counter.encode_batch(TEXTS)
+    assert [len(i) for i in ids] == counter.count_batch(TEXTS).tolist()
+    assert all(i.dtype == np.int64 for i in ids)
+    assert ids[0].tolist() == [15339, 1917]  # "hello world": the same ids in both vocabularies
 
 
 @pytest.mark.parametrize(
