@@ -142,47 +142,72 @@ def bench_requests(bench: Bench, trace: pd.DataFrame, seed: int = 0) -> pd.DataF
     return df[["request_id", "arrival_s", "prompt_tokens", "output_tokens"]]
 
 
+@dataclass(frozen=True)
+class ClientTimes:
+    """The finished requests of a simulated run as a client sees them, before the front
+    end's overhead: every bench metric is a cheap function of these and the overhead."""
+
+    ttft_ms: np.ndarray
+    e2el_ms: np.ndarray
+    decode_ms: np.ndarray  # (latency - TTFT) of requests with more than one output token
+    decode_tokens: np.ndarray  # their output tokens - 1
+    output_tokens: int
+    span_s: float  # first arrival to last finish
+
+    @classmethod
+    def of(cls, requests: pd.DataFrame) -> ClientTimes:
+        done = requests[requests["status"] == "finished"]
+        out = done["output_tokens"].to_numpy()
+        multi = out > 1
+        span = float(done["finish_s"].max() - requests["arrival_s"].min()) if len(done) else 0.0
+        return cls(
+            ttft_ms=done["ttft_s"].to_numpy() * 1e3,
+            e2el_ms=done["latency_s"].to_numpy() * 1e3,
+            decode_ms=(done["finish_s"] - done["first_token_s"]).to_numpy()[multi] * 1e3,
+            decode_tokens=out[multi] - 1,
+            output_tokens=int(out.sum()),
+            span_s=span,
+        )
+
+    def metric(self, key: str, overhead_s: float = 0.0) -> float:
+        """One bench key (e.g. mean_ttft_ms, p99_tpot_ms, mean_itl_ms) with the overhead
+        added to each TTFT and end-to-end latency; nan when no request qualifies."""
+        if key == "mean_itl_ms":
+            n = self.decode_tokens.sum()
+            return float(self.decode_ms.sum() / n) if n else math.nan
+        if key in ("request_throughput", "output_throughput"):
+            span = self.span_s + overhead_s
+            if span <= 0:
+                return math.nan
+            count = len(self.e2el_ms) if key == "request_throughput" else self.output_tokens
+            return count / span
+        stat, name = _STAT.match(key).groups()
+        if name == "tpot":
+            v = self.decode_ms / self.decode_tokens
+        else:
+            v = (self.ttft_ms if name == "ttft" else self.e2el_ms) + overhead_s * 1e3
+        if not len(v):
+            return math.nan
+        if stat == "mean":
+            return float(np.mean(v))
+        return float(np.percentile(v, 50.0 if stat == "median" else float(stat[1:])))
+
+
+STANDARD_METRICS = (
+    tuple(
+        f"{stat}_{name}_ms"
+        for name in ("ttft", "tpot", "e2el")
+        for stat in ("mean", "median", "p90", "p99")
+    )
+    + _OTHER
+)
+
+
 def bench_metrics(requests: pd.DataFrame, request_overhead_s: float = 0.0) -> dict[str, float]:
     """vLLM bench serve's aggregates of a requests table (run schema), in its keys."""
-    done = requests[requests["status"] == "finished"]
-    ttft = (done["ttft_s"].to_numpy() + request_overhead_s) * 1e3
-    e2el = (done["latency_s"].to_numpy() + request_overhead_s) * 1e3
-    out = done["output_tokens"].to_numpy()
-    decode_ms = (done["finish_s"] - done["first_token_s"]).to_numpy() * 1e3
-    multi = out > 1
-    tpot = decode_ms[multi] / (out[multi] - 1)
-    m: dict[str, float] = {}
-    for name, v in (("ttft", ttft), ("tpot", tpot), ("e2el", e2el)):
-        if len(v):
-            m[f"mean_{name}_ms"] = float(np.mean(v))
-            m[f"median_{name}_ms"] = float(np.median(v))
-            for q in (50, 90, 95, 99):
-                m[f"p{q}_{name}_ms"] = float(np.percentile(v, q))
-    if multi.any():
-        m["mean_itl_ms"] = float(decode_ms[multi].sum() / (out[multi] - 1).sum())
-    if len(done):
-        span = float(done["finish_s"].max() - requests["arrival_s"].min()) + request_overhead_s
-        if span > 0:
-            m["request_throughput"] = len(done) / span
-            m["output_throughput"] = float(out.sum()) / span
-    return m
-
-
-def percentile_metric(key: str, requests: pd.DataFrame, request_overhead_s: float) -> float:
-    """A pNN_ metric the fixed list in bench_metrics lacks (e.g. p99.9_ttft_ms)."""
-    stat, name = _STAT.match(key).groups()
-    done = requests[requests["status"] == "finished"]
-    if name == "tpot":
-        out = done["output_tokens"].to_numpy()
-        v = (
-            (done["finish_s"] - done["first_token_s"]).to_numpy()[out > 1]
-            * 1e3
-            / (out[out > 1] - 1)
-        )
-    else:
-        col = "ttft_s" if name == "ttft" else "latency_s"
-        v = (done[col].to_numpy() + request_overhead_s) * 1e3
-    return float(np.percentile(v, float(stat[1:]))) if len(v) else math.nan
+    times = ClientTimes.of(requests)
+    m = {k: times.metric(k, request_overhead_s) for k in STANDARD_METRICS}
+    return {k: v for k, v in m.items() if math.isfinite(v)}
 
 
 # ------------------------------------------------------------------------ knobs
@@ -268,18 +293,33 @@ class FitResult:
 
 
 def simulate_bench(
-    profile: StepTimeProfile, bench: Bench, trace: pd.DataFrame, config: EngineConfig, seed: int = 0
-) -> dict[str, float]:
-    """The bench's metrics as the simulator predicts them under profile."""
+    profile: StepTimeProfile,
+    bench: Bench,
+    trace: pd.DataFrame,
+    config: EngineConfig,
+    seed: int = 0,
+) -> ClientTimes:
+    """The bench's requests simulated under profile, before the front end's overhead
+    (the simulation runs with request_overhead_s 0: a constant delay per request only
+    shifts each client's clock)."""
     from sim.run import simulate
 
-    quiet = replace(profile, request_overhead_s=0.0)  # added analytically below
-    res = simulate(bench_requests(bench, trace, seed), "fcfs", quiet, config)
-    m = bench_metrics(res.requests, profile.request_overhead_s)
-    for key in bench.metrics:
-        if key not in m and _STAT.match(key):
-            m[key] = percentile_metric(key, res.requests, profile.request_overhead_s)
-    return m
+    quiet = replace(profile, request_overhead_s=0.0)
+    return ClientTimes.of(
+        simulate(bench_requests(bench, trace, seed), "fcfs", quiet, config).requests
+    )
+
+
+def predict_bench(
+    profile: StepTimeProfile,
+    bench: Bench,
+    trace: pd.DataFrame,
+    config: EngineConfig,
+    seed: int = 0,
+) -> dict[str, float]:
+    """The bench's metrics as the simulator predicts them under profile."""
+    times = simulate_bench(profile, bench, trace, config, seed)
+    return {k: times.metric(k, profile.request_overhead_s) for k in bench.metrics}
 
 
 def engine_config_for(profile: StepTimeProfile, **given: Any) -> EngineConfig:
@@ -302,8 +342,10 @@ def fit_profile(
 ) -> FitResult:
     """Search the knobs so the simulation reproduces the benches' metrics (the sum of
     squared log ratios, equal weights); report the relative error per bench and metric,
-    on the fitted benches and on the held-out ones."""
-    from scipy.optimize import minimize
+    on the fitted benches and on the held-out ones. The engine knobs cost a simulation
+    per trial; request_overhead_s is searched inside each trial on the simulated times
+    (it needs no new simulation)."""
+    from scipy.optimize import minimize, minimize_scalar
 
     if not benches:
         raise SimError("profile fit: give at least one --bench")
@@ -314,25 +356,34 @@ def fit_profile(
     targets = [{k: v for k, v in b.metrics.items() if k in wanted and v > 0} for b in benches]
     if not any(targets):
         raise SimError(f"profile fit: none of {', '.join(wanted)} is in the bench files")
-    knobs = knobs_for(profile)
+    knobs = [k for k in knobs_for(profile) if k.name != "request_overhead_s"]
     start = knob_values(profile)
     x0 = np.log([min(max(start[k.name], k.lo), k.hi) for k in knobs])
     bounds = [(math.log(k.lo), math.log(k.hi)) for k in knobs]
-    evals = 0
+    o_lo, o_hi = math.log(OVERHEAD_BOUNDS[0]), math.log(OVERHEAD_BOUNDS[1])
+    evals, best = 0, {}
+
+    def misfit(all_times: list[ClientTimes], overhead: float) -> float:
+        total = 0.0
+        for times, t in zip(all_times, targets, strict=True):
+            for key, actual in t.items():
+                p = times.metric(key, overhead)
+                total += math.log(p / actual) ** 2 if p > 0 else 100.0
+        return total
 
     def loss(x: np.ndarray) -> float:
         nonlocal evals
         evals += 1
-        prof = apply_knobs(
-            profile, {k.name: float(math.exp(v)) for k, v in zip(knobs, x, strict=True)}
+        prof = apply_knobs(profile, _values(knobs, x))
+        times = [simulate_bench(prof, b, trace, config, seed) for b in benches]
+        inner = minimize_scalar(
+            lambda lo: misfit(times, math.exp(lo)),
+            bounds=(o_lo, o_hi),
+            method="bounded",
+            options={"xatol": 1e-3},
         )
-        total = 0.0
-        for b, t in zip(benches, targets, strict=True):
-            pred = simulate_bench(prof, b, trace, config, seed)
-            for key, actual in t.items():
-                p = pred.get(key, math.nan)
-                total += math.log(p / actual) ** 2 if p > 0 else 100.0
-        return total
+        best[tuple(x)] = math.exp(inner.x)
+        return float(inner.fun)
 
     res = minimize(
         loss,
@@ -342,16 +393,26 @@ def fit_profile(
         options={
             "maxfev": max_evals,
             "xatol": 1e-3,
-            "fatol": 1e-6,
+            "fatol": 1e-8,
             "initial_simplex": _simplex(x0, bounds),
         },
     )
-    values = {k.name: float(math.exp(v)) for k, v in zip(knobs, res.x, strict=True)}
+    values = _values(knobs, res.x)
+    if tuple(res.x) not in best:
+        loss(res.x)
+    values["request_overhead_s"] = best[tuple(res.x)]
     fitted = apply_knobs(profile, values)
     errors, predicted = _errors(fitted, benches, trace, config, seed)
     held, held_pred = _errors(fitted, holdout or [], trace, config, seed)
     predicted.update(held_pred)
     return FitResult(fitted, values, evals, errors, held, predicted)
+
+
+OVERHEAD_BOUNDS = (1e-6, 1.0)  # request_overhead_s, seconds
+
+
+def _values(knobs: list[Knob], x: np.ndarray) -> dict[str, float]:
+    return {k.name: float(math.exp(v)) for k, v in zip(knobs, x, strict=True)}
 
 
 def _simplex(x0: np.ndarray, bounds: list[tuple[float, float]]) -> np.ndarray:
@@ -368,12 +429,10 @@ def _simplex(x0: np.ndarray, bounds: list[tuple[float, float]]) -> np.ndarray:
 def _errors(profile, benches, trace, config, seed):
     errors, predicted = {}, {}
     for b in benches:
-        pred = simulate_bench(profile, b, trace, config, seed)
-        predicted[b.path] = {k: pred.get(k, math.nan) for k in b.metrics}
+        pred = predict_bench(profile, b, trace, config, seed)
+        predicted[b.path] = pred
         errors[b.path] = {
-            k: predicted[b.path][k] / v - 1.0
-            for k, v in b.metrics.items()
-            if v > 0 and math.isfinite(predicted[b.path][k])
+            k: pred[k] / v - 1.0 for k, v in b.metrics.items() if v > 0 and math.isfinite(pred[k])
         }
     return errors, predicted
 
@@ -447,14 +506,15 @@ def synthetic_bench(
     """A vllm bench serve-shaped result of simulating trace under profile: the known
     answer the fit's tests recover."""
     bench = Bench("synthetic", rate, burstiness, num_prompts, {"mean_ttft_ms": 1.0})
-    m = simulate_bench(profile, bench, trace, config, seed)
+    times = simulate_bench(profile, bench, trace, config, seed)
+    m = {k: times.metric(k, profile.request_overhead_s) for k in STANDARD_METRICS}
     return {
         "request_rate": "inf" if math.isinf(rate) else rate,
         "burstiness": burstiness,
         "max_concurrency": None,
         "num_prompts": num_prompts,
         "completed": num_prompts,
-        **{k: v for k, v in m.items() if is_supported_metric(k)},
+        **{k: v for k, v in m.items() if math.isfinite(v)},
     }
 
 

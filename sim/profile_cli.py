@@ -202,15 +202,19 @@ def _report(result, metrics, summarize, out: Path, label: str) -> None:
     for title, errors in (("fitted", result.errors), ("held out", result.holdout_errors)):
         if not errors:
             continue
-        t = Table(title=f"error of the simulation, {title} benches: (sim - bench) / bench")
-        t.add_column("bench")
+        t = Table(title=f"{title} benches: (simulated - bench) / bench")
+        t.add_column("metric")
+        for path in errors:
+            t.add_column(Path(path).name, justify="right")
+        t.add_column("median |error|", justify="right")
+        med = summarize(errors)
         keys = sorted({k for e in errors.values() for k in e}, key=lambda k: (k not in metrics, k))
         for k in keys:
-            t.add_column(k + (" *" if k in metrics else ""), justify="right")
-        for path, e in errors.items():
-            t.add_row(Path(path).name, *(_pct(e.get(k)) for k in keys))
-        med = summarize(errors)
-        t.add_row("median |error|", *(_pct(med.get(k)) for k in keys))
+            t.add_row(
+                k + (" *" if k in metrics else ""),
+                *(_pct(e.get(k)) for e in errors.values()),
+                _pct(med.get(k)),
+            )
         console.print(t)
     console.print("  * fitted metric")
 
