@@ -213,11 +213,13 @@ def _report(result, metrics, summarize, out: Path, label: str) -> None:
             t.add_row(
                 k + (" *" if k in metrics else ""),
                 *(_pct(e.get(k)) for e in errors.values()),
-                _pct(med.get(k)),
+                _pct(med.get(k), sign=False),
             )
         console.print(t)
     console.print("  * fitted metric")
 
 
-def _pct(v: float | None) -> str:
-    return "" if v is None or not math.isfinite(v) else f"{v * 100:+.1f}%"
+def _pct(v: float | None, sign: bool = True) -> str:
+    if v is None or not math.isfinite(v):
+        return ""
+    return f"{v * 100:+.1f}%" if sign else f"{v * 100:.1f}%"
