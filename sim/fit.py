@@ -4,9 +4,10 @@ derivative-free, bounded Nelder-Mead over their logarithms) until the simulated
 aggregates match the bench's. The knobs, per form:
 
 - roofline: compute (both FLOP/s shares, scaled together), memory_bandwidth_share,
-  step_overhead_s, request_overhead_s;
+  step_overhead_s;
 - linear: prefill (prefill_token_s, prefill_sq_s, prefill_ctx_token_s scaled together),
-  decode (decode_req_s, decode_ctx_token_s), c0_s, request_overhead_s.
+  decode (decode_req_s, decode_ctx_token_s), c0_s;
+and for both request_overhead_s, searched inside each trial on its simulated times.
 
 The bench JSON is vLLM's (vllm/benchmarks/serve.py, `--save-result`): request_rate ("inf"
 or a number), burstiness (gamma shape, 1 = Poisson), num_prompts, and mean_/median_/pNN_
@@ -220,7 +221,12 @@ class Knob:
     hi: float
 
 
+# request_overhead_s, seconds: searched inside each trial (it needs no new simulation).
+OVERHEAD_BOUNDS = (1e-6, 1.0)
+
+
 def knobs_for(profile: StepTimeProfile) -> list[Knob]:
+    """The knobs that change the engine's step times (each trial simulates them)."""
     if isinstance(profile, RooflineProfile):
         f = profile.factors
         top = 1.0 / max(f["gemm_flops_share"], f["attention_flops_share"])
@@ -228,24 +234,21 @@ def knobs_for(profile: StepTimeProfile) -> list[Knob]:
             Knob("compute", 0.05, top),
             Knob("memory_bandwidth_share", 0.05, 1.0),
             Knob("step_overhead_s", 1e-6, 0.1),
-            Knob("request_overhead_s", 1e-6, 1.0),
         ]
     return [
         Knob("prefill", 0.05, 20.0),
         Knob("decode", 0.05, 20.0),
         Knob("c0_s", 1e-6, 1.0),
-        Knob("request_overhead_s", 1e-6, 1.0),
     ]
 
 
 def knob_values(profile: StepTimeProfile) -> dict[str, float]:
-    """The knobs' current values (compute, prefill, decode are multipliers: 1)."""
-    values = {}
+    """The knobs' current values (compute, prefill, decode are multipliers: 1), and
+    request_overhead_s."""
+    values = {"request_overhead_s": profile.request_overhead_s}
     for k in knobs_for(profile):
         if k.name in ("compute", "prefill", "decode"):
             values[k.name] = 1.0
-        elif k.name == "request_overhead_s":
-            values[k.name] = profile.request_overhead_s
         elif k.name == "c0_s":
             values[k.name] = profile.c0_s
         else:
@@ -356,7 +359,7 @@ def fit_profile(
     targets = [{k: v for k, v in b.metrics.items() if k in wanted and v > 0} for b in benches]
     if not any(targets):
         raise SimError(f"profile fit: none of {', '.join(wanted)} is in the bench files")
-    knobs = [k for k in knobs_for(profile) if k.name != "request_overhead_s"]
+    knobs = knobs_for(profile)
     start = knob_values(profile)
     x0 = np.log([min(max(start[k.name], k.lo), k.hi) for k in knobs])
     bounds = [(math.log(k.lo), math.log(k.hi)) for k in knobs]
@@ -406,9 +409,6 @@ def fit_profile(
     held, held_pred = _errors(fitted, holdout or [], trace, config, seed)
     predicted.update(held_pred)
     return FitResult(fitted, values, evals, errors, held, predicted)
-
-
-OVERHEAD_BOUNDS = (1e-6, 1.0)  # request_overhead_s, seconds
 
 
 def _values(knobs: list[Knob], x: np.ndarray) -> dict[str, float]:
