@@ -31,6 +31,7 @@ _SUBCOMMANDS = [
     ("traces.cli", "app", "trace"),
     ("policies.cli", "app", "policies"),
     ("sim.cli", "simulate", "simulate"),
+    ("sim.profile_cli", "app", "profile"),
     ("policies.predictor.cli", "app", "predictor"),
     ("ltrsched.demo", "demo", "demo"),
     ("live.cli", "app", "live"),

@@ -1,12 +1,28 @@
 """Step-time profiles: how long one engine step takes, from its batch composition.
 
-t = c0 + prefill_token * P + prefill_sq * sum(chunk^2) + decode_req * D
-      + decode_ctx_token * C + swap_block * B
+A step holds P prefill tokens (in chunks n_i, with sum(n_i^2) = prefill_sq and
+sum(n_i x tokens already cached before chunk i) = prefill_ctx), D decode requests with
+C context tokens in all, and swaps B KV blocks. Two forms, one file each (YAML or JSON):
 
-with P prefill tokens in the step, D decode requests, C their summed context (tokens)
-and B blocks swapped in or out. A profile file (YAML or JSON) holds the coefficients,
-which model, GPU and vLLM version they describe, how they were obtained, and the fit
-error where they were fitted.
+- linear (measured; `coefficients`), fitted from live step logs:
+  t = c0 + prefill_token * P + prefill_sq * sum(n_i^2) + decode_req * D
+        + decode_ctx_token * C + prefill_ctx_token * prefill_ctx + swap_block * B
+- roofline (`form: roofline`; first-principles, sim/roofline.py writes it): per GPU rank,
+  t = step_overhead + max(GEMM FLOPs / F_gemm, weight bytes / BW)
+        + max(attention FLOPs / F_attn, KV bytes / BW) + all-reduce + swap
+  with GEMM FLOPs = gemm_flops_per_token x (P + D) + lm_head_flops_per_seq x D;
+  weight bytes = weight_bytes + expert_bytes x E[experts touched by P + D tokens];
+  attention FLOPs = attention_flops_per_pair x (prefill_ctx + (prefill_sq + P) / 2 + C)
+  (a chunk's tokens attend causally to each other and to the cached context);
+  KV bytes = kv_bytes_per_token x (C + P + D) (read the decode context, write new KV);
+  all-reduce = allreduces_per_step x allreduce_latency + ring traffic over the link;
+  F = peak FLOP/s x achieved share, BW = memory bandwidth x achieved share (`factors`).
+  GEMMs and attention run one after the other in a step, so each is its own roofline.
+
+Both forms also carry request_overhead_s: the front end's time per request (HTTP server,
+tokenizer, detokenizer) that a client's TTFT and end-to-end latency include and the
+engine's step log does not. A profile says which model, GPU and vLLM version it
+describes, how it was obtained, and the fit error where it was fitted.
 """
 
 from __future__ import annotations
@@ -17,6 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from sim.config import MemoryModel
@@ -28,9 +45,13 @@ COEFFICIENTS = (
     "prefill_sq_s",
     "decode_req_s",
     "decode_ctx_token_s",
+    "prefill_ctx_token_s",
     "swap_block_s",
 )
+OPTIONAL_COEFFICIENTS = ("prefill_ctx_token_s", "swap_block_s")  # 0 when absent
 DEFAULT_PROFILE = "llama3-8b_h100_first-principles"
+# Engine limits a profile may carry from the server it describes (the `engine` section).
+PROFILE_LIMITS = ("max_num_seqs", "max_num_batched_tokens", "block_size")
 
 
 @dataclass(frozen=True)
@@ -42,6 +63,8 @@ class StepTimeProfile:
     decode_req_s: float
     decode_ctx_token_s: float
     swap_block_s: float = 0.0
+    prefill_ctx_token_s: float = 0.0
+    request_overhead_s: float = 0.0
     model: str = ""
     gpu: str = ""
     vllm_version: str | None = None
@@ -53,7 +76,9 @@ class StepTimeProfile:
     engine: dict[str, Any] = field(default_factory=dict)
     path: str = ""
 
-    def step_time(self, prefill_tokens, prefill_sq, decode_reqs, decode_ctx, swap_blocks=0):
+    def step_time(
+        self, prefill_tokens, prefill_sq, decode_reqs, decode_ctx, swap_blocks=0, prefill_ctx=0
+    ):
         """Works on Python numbers and on numpy arrays with the same operation order,
         so the fast and step-by-step engines add up identical floats."""
         return (
@@ -63,12 +88,140 @@ class StepTimeProfile:
             + self.decode_req_s * decode_reqs
             + self.decode_ctx_token_s * decode_ctx
             + self.swap_block_s * swap_blocks
+            + self.prefill_ctx_token_s * prefill_ctx
         )
+
+    @property
+    def form(self) -> str:
+        return "linear"
 
     @property
     def label(self) -> str:
         tag = " [FIRST-PRINCIPLES ESTIMATE, not measured]" if self.source != "measured" else ""
         return f"{self.name} ({self.model} on {self.gpu}){tag}"
+
+
+ROOFLINE_TERMS = (
+    "gemm_flops_per_token",  # 2 x active linear-layer parameters per rank (no LM head)
+    "lm_head_flops_per_seq",  # 2 x the rank's LM-head parameters, per sampled sequence
+    "attention_flops_per_pair",  # 4 x head_dim x heads per rank x layers, per (query, key)
+    "weight_bytes",  # weights every step reads on a rank (all but routed experts)
+    "expert_bytes",  # one routed expert over all MoE layers, on a rank
+    "kv_bytes_per_token",  # KV cache of one token, all layers, on a rank
+    "allreduce_bytes_per_token",  # payload of a step's all-reduces per token
+    "allreduces_per_step",
+    "swap_bytes_per_block",  # one KV block on a rank, moved over the host link
+    "peak_flops",  # dense FLOP/s of the GEMMs' dtype
+    "attention_peak_flops",  # dense FLOP/s of the 16-bit attention kernels
+    "memory_bandwidth_bytes_s",
+    "interconnect_bytes_s",  # GPU-to-GPU, both directions together
+    "host_link_bytes_s",  # PCIe, both directions together
+)
+ROOFLINE_INTS = ("num_experts", "experts_per_token", "tp")
+ROOFLINE_FACTORS = (
+    "gemm_flops_share",  # achieved share of peak FLOP/s in GEMMs
+    "attention_flops_share",  # ... in attention kernels
+    "memory_bandwidth_share",  # achieved share of peak memory bandwidth
+    "interconnect_share",  # achieved share of the GPU-to-GPU link in all-reduces
+    "allreduce_latency_s",  # fixed cost of one all-reduce
+    "step_overhead_s",  # CPU and launch time per step the GPU does not hide
+)
+_SHARES = ROOFLINE_FACTORS[:4]
+
+
+@dataclass(frozen=True)
+class RooflineProfile(StepTimeProfile):
+    """The roofline form (see the module docstring). Counts are per GPU rank; the linear
+    coefficients stay 0 and unused."""
+
+    c0_s: float = 0.0
+    prefill_token_s: float = 0.0
+    prefill_sq_s: float = 0.0
+    decode_req_s: float = 0.0
+    decode_ctx_token_s: float = 0.0
+    source: str = "first-principles"
+    roofline: dict[str, float] = field(default_factory=dict)
+    factors: dict[str, float] = field(default_factory=dict)
+    _k: tuple = field(init=False, repr=False, compare=False, default=())
+    _touched: Any = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        r, f = self.roofline, self.factors
+        bw = r["memory_bandwidth_bytes_s"] * f["memory_bandwidth_share"]
+        gemm = r["peak_flops"] * f["gemm_flops_share"]
+        attn = r["attention_peak_flops"] * f["attention_flops_share"]
+        tp = int(r["tp"])
+        # Ring all-reduce: each rank sends and receives 2 (tp - 1) / tp of the payload,
+        # over one direction of its link.
+        ring = 2.0 * (tp - 1) / tp / (r["interconnect_bytes_s"] / 2 * f["interconnect_share"])
+        k = (
+            f["step_overhead_s"],
+            r["gemm_flops_per_token"] / gemm,
+            r["lm_head_flops_per_seq"] / gemm,
+            r["weight_bytes"] / bw,
+            r["expert_bytes"] / bw,
+            r["attention_flops_per_pair"] / attn,
+            r["kv_bytes_per_token"] / bw,
+            r["allreduces_per_step"] * f["allreduce_latency_s"] if tp > 1 else 0.0,
+            r["allreduce_bytes_per_token"] * ring if tp > 1 else 0.0,
+            r["swap_bytes_per_block"] / (r["host_link_bytes_s"] / 2),
+        )
+        object.__setattr__(self, "_k", k)
+        object.__setattr__(self, "swap_block_s", k[9])
+        if int(r["num_experts"]) > 0:
+            object.__setattr__(
+                self,
+                "_touched",
+                experts_touched_table(int(r["num_experts"]), int(r["experts_per_token"])),
+            )
+
+    def step_time(
+        self, prefill_tokens, prefill_sq, decode_reqs, decode_ctx, swap_blocks=0, prefill_ctx=0
+    ):
+        """The same operations, in the same order, for numbers and numpy arrays, so the
+        fast and step-by-step engines add up identical floats. (For plain numbers the
+        builtin max stands in for np.maximum: it returns one operand exactly, as np.maximum
+        does, at a tenth of the cost.)"""
+        over, a_tok, a_seq, w_s, e_s, at_s, kv_s, ar_fix, ar_tok, swap_s = self._k
+        tokens = prefill_tokens + decode_reqs
+        plain = type(tokens) is int and type(decode_ctx) in (int, float)
+        larger = max if plain else np.maximum
+        weights = w_s
+        if self._touched is not None:
+            last = len(self._touched) - 1
+            if plain:
+                weights = w_s + e_s * float(self._touched[min(tokens, last)])
+            else:
+                weights = w_s + e_s * self._touched[np.minimum(np.asarray(tokens, np.int64), last)]
+        gemm = larger(a_tok * tokens + a_seq * decode_reqs, weights)
+        pairs = prefill_ctx + 0.5 * (prefill_sq + prefill_tokens) + decode_ctx
+        attention = larger(at_s * pairs, kv_s * (decode_ctx + tokens))
+        return over + gemm + attention + (ar_fix + ar_tok * tokens) + swap_s * swap_blocks
+
+    @property
+    def form(self) -> str:
+        return "roofline"
+
+    @property
+    def label(self) -> str:
+        fitted = " fitted to bench results" if self.fit_error else ""
+        return (
+            f"{self.name} ({self.model} on {self.gpu}) [FIRST-PRINCIPLES ESTIMATE "
+            f"(roofline){fitted}, not measured]"
+        )
+
+
+def experts_touched_table(num_experts: int, top_k: int) -> np.ndarray:
+    """E[distinct experts one MoE layer reads] for 0, 1, 2, ... tokens, each routed to
+    top_k of num_experts uniformly: E (1 - (1 - k/E)^n). Past the table's end it is E to
+    double precision; a lookup keeps scalar and array calls bit-identical."""
+    q = 1.0 - top_k / num_experts
+    if q <= 0.0:  # every token reads every expert
+        return np.array([0.0, float(num_experts)])
+    n = min(1 << 20, int(np.ceil(np.log(1e-18) / np.log(q))) + 2)
+    table = num_experts * (1.0 - np.power(q, np.arange(n, dtype=np.float64)))
+    table[-1] = float(num_experts)
+    return table
 
 
 def _bundled(name: str) -> Path | None:
@@ -112,15 +265,42 @@ def load_profile(spec: str | None = None) -> StepTimeProfile:
 
 
 def profile_from_dict(data: dict[str, Any], where: str = "profile") -> StepTimeProfile:
+    """Either form, by `form` (linear when absent); errors name the file and the key."""
+    form = data.get("form", "linear")
+    if form not in ("linear", "roofline"):
+        raise SimError(f"{where}: form must be 'linear' or 'roofline', got {form!r}")
+    source = str(data.get("source", "first-principles" if form == "roofline" else "measured"))
+    if source not in ("measured", "first-principles"):
+        raise SimError(f"{where}: source must be 'measured' or 'first-principles', got {source!r}")
+    if form == "roofline" and source != "first-principles":
+        raise SimError(f"{where}: a roofline profile is an estimate: source first-principles")
+    overhead = data.get("request_overhead_s", 0.0)
+    if not _number(overhead) or overhead < 0:
+        raise SimError(f"{where}: request_overhead_s must be a number >= 0, got {overhead!r}")
+    common = dict(
+        name=str(data.get("name", Path(where).stem)),
+        request_overhead_s=float(overhead),
+        model=str(data.get("model", "")),
+        gpu=str(data.get("gpu", "")),
+        vllm_version=data.get("vllm_version"),
+        source=source,
+        method=str(data.get("method", "")),
+        fit_error=data.get("fit_error"),
+        memory=_memory(data.get("memory"), where),
+        engine=dict(data.get("engine") or {}),
+        path=where,
+    )
+    if form == "roofline":
+        return RooflineProfile(**common, **_roofline_sections(data, where))
     coeffs = data.get("coefficients")
     if not isinstance(coeffs, dict):
         raise SimError(f"{where}: missing 'coefficients' mapping")
     values = {}
     for key in COEFFICIENTS:
-        v = coeffs.get(key, 0.0 if key == "swap_block_s" else None)
+        v = coeffs.get(key, 0.0 if key in OPTIONAL_COEFFICIENTS else None)
         if v is None:
             raise SimError(f"{where}: coefficients.{key} is missing")
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+        if not _number(v) or v < 0:
             raise SimError(f"{where}: coefficients.{key} must be a number >= 0, got {v!r}")
         values[key] = float(v)
     unknown = set(coeffs) - set(COEFFICIENTS)
@@ -128,32 +308,58 @@ def profile_from_dict(data: dict[str, Any], where: str = "profile") -> StepTimeP
         raise SimError(f"{where}: unknown coefficient(s) {', '.join(sorted(unknown))}")
     if values["c0_s"] + values["decode_req_s"] <= 0:
         raise SimError(f"{where}: c0_s + decode_req_s must be > 0 (a step cannot take no time)")
-    memory = None
-    if isinstance(data.get("memory"), dict):
-        m = data["memory"]
-        try:
-            memory = MemoryModel(
-                gpu_memory_bytes=float(m["gpu_memory_bytes"]),
-                weight_bytes=float(m["weight_bytes"]),
-                kv_bytes_per_token=float(m["kv_bytes_per_token"]),
-                activation_peak_bytes=float(m.get("activation_peak_bytes", 0.0)),
-                gpu_memory_utilization=float(m.get("gpu_memory_utilization", 0.9)),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise SimError(f"{where}: bad memory section ({e})") from None
-    source = str(data.get("source", "measured"))
-    if source not in ("measured", "first-principles"):
-        raise SimError(f"{where}: source must be 'measured' or 'first-principles', got {source!r}")
-    return StepTimeProfile(
-        name=str(data.get("name", Path(where).stem)),
-        **values,
-        model=str(data.get("model", "")),
-        gpu=str(data.get("gpu", "")),
-        vllm_version=data.get("vllm_version"),
-        source=source,
-        method=str(data.get("method", "")),
-        fit_error=data.get("fit_error"),
-        memory=memory,
-        engine=dict(data.get("engine") or {}),
-        path=where,
-    )
+    return StepTimeProfile(**values, **common)
+
+
+def _roofline_sections(data: dict[str, Any], where: str) -> dict[str, Any]:
+    r, f = data.get("roofline"), data.get("factors")
+    if not isinstance(r, dict) or not isinstance(f, dict):
+        raise SimError(f"{where}: a roofline profile needs 'roofline' and 'factors' mappings")
+    terms: dict[str, float] = {}
+    for key in (*ROOFLINE_TERMS, *ROOFLINE_INTS):
+        v = r.get(key)
+        if not _number(v) or v < 0:
+            raise SimError(f"{where}: roofline.{key} must be a number >= 0, got {v!r}")
+        terms[key] = float(v)
+    for key in (
+        "peak_flops",
+        "attention_peak_flops",
+        "memory_bandwidth_bytes_s",
+        "interconnect_bytes_s",
+        "host_link_bytes_s",
+        "tp",
+    ):
+        if terms[key] <= 0:
+            raise SimError(f"{where}: roofline.{key} must be > 0")
+    if terms["num_experts"] and not 0 < terms["experts_per_token"] <= terms["num_experts"]:
+        raise SimError(f"{where}: roofline.experts_per_token must be in 1..num_experts")
+    factors: dict[str, float] = {}
+    for key in ROOFLINE_FACTORS:
+        v = f.get(key)
+        if not _number(v) or v < 0 or (key in _SHARES and not 0 < v <= 1):
+            bound = "in (0, 1]" if key in _SHARES else ">= 0"
+            raise SimError(f"{where}: factors.{key} must be a number {bound}, got {v!r}")
+        factors[key] = float(v)
+    unknown = (set(r) - set(ROOFLINE_TERMS) - set(ROOFLINE_INTS)) | (set(f) - set(ROOFLINE_FACTORS))
+    if unknown:
+        raise SimError(f"{where}: unknown roofline term(s) {', '.join(sorted(unknown))}")
+    return {"roofline": terms, "factors": factors}
+
+
+def _memory(m: Any, where: str) -> MemoryModel | None:
+    if not isinstance(m, dict):
+        return None
+    try:
+        return MemoryModel(
+            gpu_memory_bytes=float(m["gpu_memory_bytes"]),
+            weight_bytes=float(m["weight_bytes"]),
+            kv_bytes_per_token=float(m["kv_bytes_per_token"]),
+            activation_peak_bytes=float(m.get("activation_peak_bytes", 0.0)),
+            gpu_memory_utilization=float(m.get("gpu_memory_utilization", 0.9)),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise SimError(f"{where}: bad memory section ({e})") from None
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
