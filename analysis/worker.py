@@ -18,7 +18,12 @@ import pandas as pd
 from analysis.engine_config import engine_columns, engine_config
 from analysis.grid import RunTask, TraceTask
 from traces.results import SUMMARY_KEYS
-from traces.schema import PRED_TOKENS_PREFIX, SCORE_PREFIX
+from traces.schema import (
+    HASH_BLOCK_TOKENS_KEY,
+    PRED_TOKENS_PREFIX,
+    SCORE_PREFIX,
+    SESSION_COLUMNS,
+)
 
 # Summary entries kept as result columns besides SUMMARY_KEYS (provenance and cost).
 EXTRA_SUMMARY_KEYS = (
@@ -43,7 +48,9 @@ REQUEST_COLUMNS = (
     "ttft_s",
     "max_waiting_s",
 )
-_TRACE_COLUMNS = ("request_id", "arrival_s", "prompt_tokens", "output_tokens")
+_TRACE_COLUMNS = (
+    "request_id", "arrival_s", "prompt_tokens", "output_tokens", "hash_ids", *SESSION_COLUMNS
+)
 
 
 @dataclass
@@ -79,7 +86,9 @@ def make_trace(task: TraceTask) -> tuple[pd.DataFrame, dict]:
         for c in df.columns
         if c in _TRACE_COLUMNS or c.startswith((SCORE_PREFIX, PRED_TOKENS_PREFIX))
     ]
-    return df[keep].reset_index(drop=True), meta
+    out = df[keep].reset_index(drop=True)
+    out.attrs[HASH_BLOCK_TOKENS_KEY] = meta.get(HASH_BLOCK_TOKENS_KEY)
+    return out, meta
 
 
 def _arrival_process(options: dict[str, Any]):

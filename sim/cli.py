@@ -40,6 +40,14 @@ def simulate(
     block_size: Annotated[int | None, Opt(help="Tokens per KV block [16].")] = None,
     max_model_len: Annotated[int | None, Opt(help="Reject longer requests.")] = None,
     chunked_prefill: Annotated[bool, Opt(help="Chunked prefill, as vLLM V1.")] = True,
+    prefix_caching: Annotated[
+        bool | None,
+        Opt(
+            "--prefix-caching/--no-prefix-caching",
+            help="Automatic prefix caching over the trace's hash_ids [on in vllm-v1 mode, "
+            "off in ltr-paper mode, as vLLM V1 and vLLM 0.4.1 ship].",
+        ),
+    ] = None,
     engine_mode: Annotated[str, Opt(help=f"One of {', '.join(ENGINE_MODES)}.")] = "vllm-v1",
     preemption: Annotated[
         str, Opt(help="default, recompute or swap (ltr-paper only).")
@@ -62,8 +70,9 @@ def simulate(
     from sim.run import simulate as run_sim
     from traces.io import read_trace
     from traces.results import write_run
+    from traces.schema import HASH_BLOCK_TOKENS_KEY
 
-    df, _meta = read_trace(trace)
+    df, meta = read_trace(trace)
     prof = load_profile(profile)
     defaults = EngineConfig()
     eng = {k: v for k, v in prof.engine.items() if k in EngineConfig.__dataclass_fields__}
@@ -76,6 +85,7 @@ def simulate(
         num_gpu_blocks=num_gpu_blocks,
         max_model_len=max_model_len,
         chunked_prefill=chunked_prefill,
+        enable_prefix_caching=prefix_caching,
         engine_mode=engine_mode,
         preemption=preemption,
         stop_after=stop_after,
@@ -94,7 +104,12 @@ def simulate(
     ) as bar:
         task = bar.add_task("simulating", total=len(df))
         res = run_sim(
-            df, policy, prof, cfg, progress=lambda done, total: bar.update(task, completed=done)
+            df,
+            policy,
+            prof,
+            cfg,
+            progress=lambda done, total: bar.update(task, completed=done),
+            hash_block_tokens=meta.get(HASH_BLOCK_TOKENS_KEY),
         )
     res.summary["trace"] = str(trace)
     if out is not None:
@@ -134,6 +149,13 @@ def _print_summary(s: dict, console: Console) -> None:
         ),
         ("throughput", f"{s['throughput_req_s']:.2f} req/s, {s['throughput_tok_s']:.0f} tok/s"),
         ("preemptions", str(s["preemptions"])),
+        (
+            "prefix cache",
+            f"{s['prefix_hit_rate']:.1%} of prompt tokens hit, "
+            f"{s['prefix_blocks_evicted']} blocks evicted"
+            if s["prefix_caching"]
+            else "off",
+        ),
         ("makespan", f"{s['makespan_s']:.2f} s"),
         ("KV blocks", f"{s['num_gpu_blocks']} ({s['num_gpu_blocks_how']})"),
         ("simulated in", f"{s['sim_wall_s']:.2f} s wall, {s['steps']} steps"),

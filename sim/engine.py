@@ -157,7 +157,9 @@ class Engine:
         prefill_ctx = sum(n * r.num_computed for r, n in work)
         n_dec = self.decode.n
         ctx = self.decode.context(g)
-        dur = self.profile.step_time(prefill, prefill_sq, n_dec, ctx, plan.swapped_blocks)
+        dur = self.profile.step_time(
+            prefill, prefill_sq, n_dec, ctx, plan.swapped_blocks, prefill_ctx=prefill_ctx
+        )
         start = self.clock.now
         end = start + dur
         self.steps.append(

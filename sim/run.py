@@ -17,6 +17,7 @@ from sim.errors import SimError
 from sim.prefix_keys import block_keys
 from sim.profile import StepTimeProfile, load_profile
 from sim.results import requests_frame, summarize
+from traces.schema import HASH_BLOCK_TOKENS_KEY
 
 
 @dataclass
@@ -74,7 +75,7 @@ def simulate(
     pol = policy if isinstance(policy, Policy) else make_policy(policy)
     blocks, how = resolve_num_gpu_blocks(config, prof)
     # A trace row order is arrival order; the engine keys requests by row index.
-    hbt = hash_block_tokens or trace.attrs.get("hash_block_tokens")
+    hbt = hash_block_tokens or trace.attrs.get(HASH_BLOCK_TOKENS_KEY)
     trace = in_policy_order(trace)
     keys = None
     if config.prefix_caching_enabled() and "hash_ids" in trace.columns:

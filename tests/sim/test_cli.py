@@ -4,9 +4,9 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import make_trace
 
 from ltrsched.cli import main
+from tests.sim.conftest import make_trace
 from traces.io import write_trace
 
 KEYS = ["requests", "completed", "rejected", "mean_latency_s", "p50_latency_s",

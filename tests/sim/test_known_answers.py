@@ -3,10 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import fixed_profile, make_trace
 
 from sim.config import EngineConfig
 from sim.run import simulate
+from tests.sim.conftest import fixed_profile, make_trace
 
 
 def trace(rows):
