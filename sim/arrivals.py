@@ -24,8 +24,9 @@ class ArrivalQueue:
         self._i = 0
         self._released: list[tuple[float, int]] = []
         self.pending = len(arrival_s)
+        self._next = self._compute_next()
 
-    def next_time(self) -> float:
+    def _compute_next(self) -> float:
         t = math.inf
         if self._i < len(self._open):
             t = float(self._times[self._open[self._i]])
@@ -33,8 +34,13 @@ class ArrivalQueue:
             t = self._released[0][0]
         return t
 
+    def next_time(self) -> float:
+        return self._next
+
     def due(self, now: float) -> list[int]:
         """Indices of the requests that have arrived by `now`, in arrival order."""
+        if self._next > now:
+            return []
         out = []
         while True:
             a = self._times[self._open[self._i]] if self._i < len(self._open) else math.inf
@@ -48,15 +54,17 @@ class ArrivalQueue:
                 heapq.heappop(self._released)
                 out.append(b[1])
         self.pending -= len(out)
+        self._next = self._compute_next()
         return out
 
     def release(self, idx: int, client_send_s: float) -> float:
         """A held request is sent by its client at client_send_s; returns that time."""
         heapq.heappush(self._released, (client_send_s + self.overhead_s, idx))
+        self._next = self._compute_next()
         return client_send_s
 
     def exhausted(self) -> bool:
         return self.pending == 0
 
     def arrival_due(self, now: float) -> bool:
-        return self.next_time() <= now
+        return self._next <= now

@@ -152,9 +152,13 @@ class Engine:
         """Run one planned step: time it, log it, move tokens, finish what completes."""
         g, kv = self.clock.g, self.kv
         work = plan.work
-        prefill = sum(n for _, n in work)
-        prefill_sq = sum(n * n for _, n in work)
-        prefill_ctx = sum(n * r.num_computed for r, n in work)
+        prefill = prefill_sq = prefill_ctx = 0
+        completes_prefill = False
+        for r, n in work:
+            prefill += n
+            prefill_sq += n * n
+            prefill_ctx += n * r.num_computed
+            completes_prefill = completes_prefill or r.num_computed + n == r.num_tokens
         n_dec = self.decode.n
         ctx = self.decode.context(g)
         dur = self.profile.step_time(
@@ -181,7 +185,7 @@ class Engine:
         )
         self._evicted_logged = kv.evicted
         self.clock.now = end
-        self._check_progress(n_dec or any(r.num_computed + n == r.num_tokens for r, n in work))
+        self._check_progress(n_dec or completes_prefill)
         for r, n in work:
             if math.isnan(r.first_scheduled_s):
                 r.first_scheduled_s = start

@@ -192,6 +192,11 @@ class KVCacheManager:
             self.free += r.blocks
             r.blocks = 0
             return
+        if not r.held and not keep_all and not keep_next_turn:
+            self._free_anonymous(r.blocks)
+            r.blocks = 0
+            r.registered = 0
+            return
         held = dict(r.held)
         extra: dict[int, int] = {}
         if keep_all or keep_next_turn:

@@ -37,11 +37,13 @@ class StepLog:
 
     def append(self, end_s: float, **row) -> None:
         """One step; columns not given are 0."""
-        self._reserve(1)
+        if self.n == len(self.end_s):
+            self._reserve(1)
+        cols, n = self.cols, self.n
         for c, v in row.items():
-            self.cols[c][self.n] = v
-        self.end_s[self.n] = end_s
-        self.n += 1
+            cols[c][n] = v
+        self.end_s[n] = end_s
+        self.n = n + 1
 
     def extend(self, k: int, end_s: np.ndarray, **cols) -> None:
         """k steps at once; each column a scalar or an array of k; columns not given are 0."""
