@@ -35,6 +35,7 @@ from sim.errors import SimError
 from sim.run import simulate
 from traces.errors import TraceError
 from traces.io import atomic_write, read_trace
+from traces.schema import HASH_BLOCK_TOKENS_KEY
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "sim_to_real"
 WHOLE_RUN = -1
@@ -327,7 +328,22 @@ def build_trace(exp: Experiment, seed: int, out: Path) -> pd.DataFrame:
     rc, err = _ltrsched(argv)
     if rc != 0:
         raise SimToRealError(f"{exp.exp_id}: ltrsched {' '.join(argv)}: {_last_line(err)}")
-    return read_trace(out)[0]
+    df, meta = read_trace(out)
+    df.attrs[HASH_BLOCK_TOKENS_KEY] = meta.get(HASH_BLOCK_TOKENS_KEY)
+    return df
+
+
+# The runs' Hugging Face ids and GPU names as the bundled model configs and GPU table call them.
+BUNDLED_MODEL = {
+    "meta-llama/Llama-2-7b-hf": "llama-2-7b",
+    "RedHatAI/Llama-4-Scout-17B-16E-Instruct-FP8-dynamic": "llama-4-scout-17b-16e",
+    "meta-llama/Llama-3.1-70B-Instruct": "llama-3.1-70b",
+    "mistralai/Mistral-Nemo-Instruct-2407": "mistral-nemo-12b",
+    "Qwen/Qwen2.5-7B-Instruct": "qwen2.5-7b",
+    "01-ai/Yi-34B": "yi-34b",
+}
+BUNDLED_GPU = {"H100": "H100-SXM"}
+DTYPE = {"FP16": "fp16", "BF16": "bf16", "FP8": "fp8"}
 
 
 def make_profile(exp: Experiment, out: Path) -> Path:
@@ -336,11 +352,21 @@ def make_profile(exp: Experiment, out: Path) -> Path:
         "profile",
         "roofline",
         "--model",
-        exp.model,
+        BUNDLED_MODEL.get(exp.model, exp.model),
         "--gpu",
-        exp.gpu,
+        BUNDLED_GPU.get(exp.gpu, exp.gpu),
         "--tp",
         str(exp.tp),
+        "--dtype",
+        DTYPE.get(exp.precision.upper(), "bf16"),
+        "--max-model-len",
+        str(exp.max_model_len),
+        "--max-num-seqs",
+        str(exp.max_num_seqs),
+        "--max-num-batched-tokens",
+        str(exp.max_num_batched_tokens),
+        "--block-size",
+        str(exp.block_size),
         "-o",
         str(out),
     ]
