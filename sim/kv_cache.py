@@ -67,19 +67,44 @@ class KVCacheManager:
 
     def take_per_step(self, alloc: np.ndarray) -> np.ndarray:
         """Blocks for consecutive steps, alloc[j] at step j; returns the cached blocks each
-        step evicted (exact per step while cached blocks are free, then counts only)."""
+        step evicted. Steps whose blocks all come from an anonymous run at the queue's head
+        are taken together; a step that reaches a cached block is taken alone."""
         evicted = np.zeros(len(alloc), np.int64)
         if not self.enabled:
             self.free -= int(alloc.sum())
             return evicted
-        for j in np.flatnonzero(alloc):
+        cum = np.cumsum(alloc)
+        j, base = 0, 0
+        while j < len(alloc):
             if self._cached_free == 0:
-                self.take(int(alloc[j:].sum()))
+                self.take(int(cum[-1]) - base)
                 break
+            run = self._head_anonymous()
+            m = int(np.searchsorted(cum, base + run, side="right"))
+            if m > j:
+                self.take(int(cum[m - 1]) - base)
+                base, j = int(cum[m - 1]), m
+                continue
             before = self.evicted
             self.take(int(alloc[j]))
             evicted[j] = self.evicted - before
+            base += int(alloc[j])
+            j += 1
         return evicted
+
+    def _head_anonymous(self) -> int:
+        """Blocks in the anonymous run at the free queue's head (0 if a cached block is
+        next); stale entries of blocks since hit or evicted are dropped on the way."""
+        q, cache = self._queue, self._cache
+        while q:
+            item = q[0]
+            if type(item) is list:
+                return item[0]
+            e = cache.get(item[0])
+            if e is not None and e[1] == item[1] and e[0] == 0:
+                return 0
+            q.popleft()
+        return 0
 
     def give(self, n: int) -> None:
         """n blocks back to the pool whose contents nobody will ask for."""
@@ -98,6 +123,18 @@ class KVCacheManager:
         if s >= 0 and pos < k.count[s]:
             return int(k.keys[k.start[s] + pos])
         return -1 - (idx << 32) - pos  # content of this request alone
+
+    def keys_of(self, r) -> list[int]:
+        """Request r's block keys as far as its prompt and its next turn's prompt go (then
+        key_at gives its own), cached on r: the lists the hot loops walk."""
+        if r.keys is None:
+            k, i = self._keys, r.idx
+            keys = k.keys[k.start[i] : k.start[i] + k.count[i]].tolist()
+            s = int(self._succ[i])
+            if s >= 0 and k.count[s] > len(keys):
+                keys += k.keys[k.start[s] + len(keys) : k.start[s] + k.count[s]].tolist()
+            r.keys = keys
+        return r.keys
 
     def _shared_runs(self, total_tokens: np.ndarray | None) -> np.ndarray:
         """Per request, how many leading prompt blocks another request may hit: keys that
@@ -134,9 +171,10 @@ class KVCacheManager:
             return 0, 0
         limit = (r.num_tokens - 1) // self.block_size
         cache = self._cache
+        keys = self.keys_of(r)
         hit = evictable = 0
         while hit < limit:
-            e = cache.get(self.key_at(r.idx, hit))
+            e = cache.get(keys[hit] if hit < len(keys) else self.key_at(r.idx, hit))
             if e is None:
                 break
             evictable += e[0] == 0
@@ -146,15 +184,17 @@ class KVCacheManager:
     def admit_hit(self, r, hit: int) -> None:
         """r takes its first `hit` blocks from the cache (lookup() just found them)."""
         cache = self._cache
+        keys = self.keys_of(r)
+        held = r.held
         for pos in range(hit):
-            key = self.key_at(r.idx, pos)
+            key = keys[pos] if pos < len(keys) else self.key_at(r.idx, pos)
             e = cache[key]
             if e[0] == 0:
                 self.free -= 1
                 self._cached_free -= 1
                 e[1] = -1
             e[0] += 1
-            r.held.append((pos, key))
+            held.append((pos, key))
         r.blocks = hit
         r.num_computed = hit * self.block_size
         r.registered = hit
@@ -170,8 +210,9 @@ class KVCacheManager:
         if upto <= r.registered:
             return
         cache = self._cache
+        keys = self.keys_of(r)
         for pos in range(r.registered, upto):
-            key = self.key_at(r.idx, pos)
+            key = keys[pos]
             if key not in cache:
                 cache[key] = [1, -1]
                 r.held.append((pos, key))

@@ -48,6 +48,7 @@ class SimRequest:
         "max_gap_s",
         "cached_tokens",
         "held",
+        "keys",
         "registered",
         "self_cached",
         "successor",
@@ -81,6 +82,7 @@ class SimRequest:
         self.max_gap_s = 0.0
         self.cached_tokens = -1  # prefix-cache hit when first scheduled (vLLM's num_cached_tokens)
         self.held: list[tuple[int, int]] = []
+        self.keys: list[int] | None = None  # its block keys, once the cache needs them
         self.registered = 0
         self.self_cached = False
         self.successor = -1  # the next turn of its session, released when this one finishes
