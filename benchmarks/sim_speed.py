@@ -6,6 +6,10 @@ runs both engine modes on the same trace in one process. Prints a table.
 
     python benchmarks/sim_speed.py                 # 1k, 10k, 100k (step-by-step to 10k)
     python benchmarks/sim_speed.py --sizes 1000 --rate 30
+
+A second table runs each size's trace with its prompts' hash_ids (so a resampled prompt
+hits the blocks of its earlier copies) against the same trace without them, prefix
+caching on in both (vLLM V1's default): the cost of the prefix cache's bookkeeping.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from traces.config import BuildConfig
 
 
 def sharegpt_lengths() -> pd.DataFrame:
+    """ShareGPT first turns: lengths and their prompts' hash_ids (16-token blocks)."""
     res = build_trace(BuildConfig(source="sharegpt", burst=True, keep_text=False))
-    return res.df[["prompt_tokens", "output_tokens"]]
+    return res.df[["prompt_tokens", "output_tokens", "hash_ids"]]
 
 
 def resampled(lengths: pd.DataFrame, n: int, rate: float, seed: int = 0) -> pd.DataFrame:
@@ -52,8 +57,19 @@ def main() -> None:
     for col in ("requests", "steps", "fast wall s", "fast req/s", "step-by-step wall s",
                 "step-by-step req/s", "speed-up", "identical"):
         table.add_column(col, justify="right")
+    prefix = Table(title="prefix caching on: the same trace with and without hash_ids")
+    for col in ("requests", "no hash_ids: engine s", "hash_ids: engine s", "ratio",
+                "prefix hit rate", "blocks evicted"):
+        prefix.add_column(col, justify="right")
     for n in args.sizes:
-        df = resampled(lengths, n, args.rate)
+        with_ids = resampled(lengths, n, args.rate)
+        t_plain = simulate(with_ids.drop(columns="hash_ids")).summary["sim_wall_s"]
+        res = simulate(with_ids, hash_block_tokens=16)
+        t_ids = res.summary["sim_wall_s"]
+        prefix.add_row(f"{n:,}", f"{t_plain:.2f}", f"{t_ids:.2f}", f"{t_ids / t_plain:.2f}x",
+                       f"{res.summary['prefix_hit_rate']:.1%}",
+                       f"{res.summary['prefix_blocks_evicted']:,}")
+        df = with_ids.drop(columns="hash_ids")
         t0 = time.perf_counter()
         fast = simulate(df, args.policy, config=EngineConfig(fast_forward=True))
         t_fast = time.perf_counter() - t0
@@ -71,6 +87,7 @@ def main() -> None:
                         f" throughput {fast.summary['throughput_req_s']:.1f} req/s, "
                         f"{fast.summary['preemptions']} preemptions")
     Console().print(table)
+    Console().print(prefix)
 
 
 if __name__ == "__main__":

@@ -43,12 +43,14 @@ def _flatten(hash_ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray,
 
 
 def chain_numbers(flat: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
-    """One number per id, equal exactly where the ids up to it are equal (any requests)."""
+    """One number per id, equal exactly where the ids up to it are equal (any requests).
+    Level by level (position j of every request at once) while many requests are that
+    long; the few long ones left are walked with a dictionary."""
     prev = np.full(len(lens), -1, dtype=np.int64)
     chain = np.zeros(len(flat), np.int64)
     base, j = 0, 0
     active = np.flatnonzero(lens > 0)
-    while len(active):
+    while len(active) >= _WIDE:
         at = starts[active] + j
         pairs = np.stack([prev[active], flat[at]], axis=1)
         uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
@@ -58,7 +60,20 @@ def chain_numbers(flat: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.
         base += len(uniq)
         j += 1
         active = active[lens[active] > j]
+    seen: dict[tuple[int, int], int] = {}
+    for i in active.tolist():
+        p = int(prev[i])
+        lo, hi = int(starts[i]) + j, int(starts[i] + lens[i])
+        for at, x in enumerate(flat[lo:hi].tolist(), start=lo):
+            c = seen.get((p, x))
+            if c is None:
+                c = seen[(p, x)] = base
+                base += 1
+            chain[at] = p = c
     return chain
+
+
+_WIDE = 256  # below this many requests at a level, a dictionary beats np.unique
 
 
 def block_keys(

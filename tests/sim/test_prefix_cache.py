@@ -15,7 +15,7 @@ from policies.base import RequestView
 from sim.config import EngineConfig
 from sim.errors import SimError
 from sim.kv_cache import KVCacheManager
-from sim.prefix_keys import KeyTable, block_keys
+from sim.prefix_keys import KeyTable, _flatten, block_keys, chain_numbers
 from sim.request import SimRequest
 from sim.run import simulate
 from tests.sim.conftest import fixed_profile
@@ -301,3 +301,18 @@ def test_uncached_prefill_serves_the_request_that_hits_first():
     assert order["fcfs"] == [0, 1, 2, 3]
     assert order["uncached-prefill"] == [0, 1, 3, 2]  # 3 hits 32 tokens: 8 left to prefill
     assert hits == [0, 0, 0, 32]
+
+
+def test_chain_numbers_equal_exactly_where_prefixes_are_equal():
+    # 600 requests: the first levels go through np.unique, the long tails a dictionary.
+    rng = np.random.default_rng(5)
+    ids = [rng.integers(0, 2, int(rng.integers(0, 12))).tolist() for _ in range(600)]
+    ids += [[0] * 30, [0] * 29 + [1]]
+    flat, starts, lens = _flatten(ids)
+    chain = chain_numbers(flat, starts, lens)
+    number = {}
+    for i, h in enumerate(ids):
+        for j in range(len(h)):
+            number.setdefault(tuple(h[: j + 1]), set()).add(int(chain[starts[i] + j]))
+    assert all(len(v) == 1 for v in number.values())  # equal prefixes, one number
+    assert len({next(iter(v)) for v in number.values()}) == len(number)  # and only they
