@@ -31,7 +31,7 @@ _SUBCOMMANDS = [
     ("traces.cli", "app", "trace"),
     ("policies.cli", "app", "policies"),
     ("sim.cli", "simulate", "simulate"),
-    ("policies.predictor.cli", "app", "predictor"),
+    ("predictor.cli", "app", "predictor"),
     ("ltrsched.demo", "demo", "demo"),
     ("live.cli", "app", "live"),
     ("live.cli", "serve", "serve"),
@@ -45,7 +45,7 @@ _USER_ERRORS = [
     ("traces.errors", "TraceError"),
     ("policies.base", "PolicyError"),
     ("sim.errors", "SimError"),
-    ("policies.predictor.errors", "PredictorError"),
+    ("predictor.errors", "PredictorError"),
     ("analysis.errors", "AnalysisError"),
     ("live.errors", "LiveError"),
 ]

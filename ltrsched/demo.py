@@ -125,10 +125,10 @@ def _train_and_score(out: Path, test_path: Path, n_records: int, epochs: int, se
         console.print("[yellow]torch is not installed: skipping the predictor "
                       "(pip install 'ltrsched[predictor]')[/yellow]")
         return None
-    from policies.predictor.config import TrainConfig
-    from policies.predictor.metrics import ranking_metrics
-    from policies.predictor.scoring import score_trace
-    from policies.predictor.train import train
+    from predictor.config import TrainConfig
+    from predictor.metrics import ranking_metrics
+    from predictor.scoring import score_trace
+    from predictor.train import train
     from traces.build import build_trace
     from traces.config import BuildConfig
     from traces.io import read_trace, write_trace

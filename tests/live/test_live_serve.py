@@ -26,10 +26,10 @@ pytest.importorskip("torch")
 
 from live.models import copy_tokenizer, write_tiny_llama  # noqa: E402
 from ltrsched.cli import main as ltrsched_main  # noqa: E402
-from policies.predictor.checkpoint import load_predictor  # noqa: E402
-from policies.predictor.config import TrainConfig  # noqa: E402
-from policies.predictor.scoring import score_prompts  # noqa: E402
-from policies.predictor.train import train  # noqa: E402
+from predictor.checkpoint import load_predictor  # noqa: E402
+from predictor.config import TrainConfig  # noqa: E402
+from predictor.scoring import score_prompts  # noqa: E402
+from predictor.train import train  # noqa: E402
 from traces.io import write_trace  # noqa: E402
 
 STARVATION = 400  # steps waited before promotion

@@ -22,27 +22,27 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from policies.lengthdist import histogram
-from policies.predictor.backbone import (
+from predictor.backbone import (
     build_from_config,
     load_pretrained,
     pooling_for,
     resolve_backbone,
 )
-from policies.predictor.checkpoint import Predictor, load_predictor, save_predictor
-from policies.predictor.config import TrainConfig
-from policies.predictor.data import provenance, read_prompts, split_train_val
-from policies.predictor.errors import PredictorError
-from policies.predictor.losses import (
+from predictor.checkpoint import Predictor, load_predictor, save_predictor
+from predictor.config import TrainConfig
+from predictor.data import provenance, read_prompts, split_train_val
+from predictor.errors import PredictorError
+from predictor.losses import (
     MARGINAL_PSEUDO_COUNT,
     LossSpec,
     Objective,
     fit_buckets,
     parse_loss,
 )
-from policies.predictor.metrics import distribution_metrics, ranking_metrics
-from policies.predictor.model import LengthRanker, forward_grouped
-from policies.predictor.scoring import predict_ids
-from policies.predictor.tokenizer import encode, format_prompt, train_bpe_tokenizer
+from predictor.metrics import distribution_metrics, ranking_metrics
+from predictor.model import LengthRanker, forward_grouped
+from predictor.scoring import predict_ids
+from predictor.tokenizer import encode, format_prompt, train_bpe_tokenizer
 
 
 def pick_device(name: str) -> torch.device:

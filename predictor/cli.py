@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from policies.predictor.backbone import OPT_CONFIGS
-from policies.predictor.config import FROM_CONFIG_LR, PRETRAINED_LR, TrainConfig
+from predictor.backbone import OPT_CONFIGS
+from predictor.config import FROM_CONFIG_LR, PRETRAINED_LR, TrainConfig
 
 app = typer.Typer(
     help="Train, evaluate and apply the learning-to-rank length predictor.",
@@ -76,7 +76,7 @@ def train_cmd(
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
 ) -> None:
     """Train a predictor on a trace; its last 10% of rows validate each epoch."""
-    from policies.predictor.train import train
+    from predictor.train import train
 
     if lr is None:
         lr = FROM_CONFIG_LR if backbone in OPT_CONFIGS else PRETRAINED_LR
@@ -135,7 +135,7 @@ def eval_cmd(
     """Kendall's tau and Spearman of score vs true output length (1 = shortest first); for a
     distributional model also interval coverage, log-likelihood and CRPS, next to the
     training set's marginal length distribution."""
-    from policies.predictor.evaluate import evaluate
+    from predictor.evaluate import evaluate
 
     progress, task = _progress("scoring", _rows(trace))
     with progress:
@@ -205,7 +205,7 @@ def score_cmd(
 ) -> None:
     """Add a score_<name> column (higher = predicted shorter) to a trace, and for a
     distributional model its bin probabilities, dist_<name>_00 ... (rows sum to 1)."""
-    from policies.predictor.scoring import score_trace
+    from predictor.scoring import score_trace
 
     progress, task = _progress("scoring", _rows(trace))
     with progress:
@@ -218,8 +218,8 @@ def score_cmd(
             device,
             on_batch=lambda n: progress.advance(task, n),
         )
-    from policies.predictor.checkpoint import PREDICTOR_JSON
-    from policies.predictor.losses import DISTRIBUTIONAL
+    from predictor.checkpoint import PREDICTOR_JSON
+    from predictor.losses import DISTRIBUTIONAL
 
     loss = json.loads((model / PREDICTOR_JSON).read_text())["loss"]["kind"]
     dist = f" and dist_{column[len('score_') :]}_NN" if loss in DISTRIBUTIONAL else ""

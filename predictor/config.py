@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from policies.predictor.errors import PredictorError
+from predictor.errors import PredictorError
 
 # The paper's learning rate for fine-tuning a pretrained OPT. A backbone built from its
 # config starts from random weights and needs a larger one.
