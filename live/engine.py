@@ -121,8 +121,10 @@ class EngineBackend:
         rec.status = FINISHED
 
     def _engine_times(self, rec: RequestRecord, m: Any) -> None:
-        """Scheduled, first-token and finish times as the engine core stamped them (on
-        its monotonic clock, which is the driver's too); receive times without them."""
+        """Queued, scheduled, first-token and finish times as the engine core stamped
+        them (on its monotonic clock, which is the driver's too); receive times without
+        them. queued_s and first_scheduled_s place a request among the steps of the step
+        log: it was waiting in every step that started after queued_s."""
         rec.finish_s = rec.last_token_s
         if m is None:
             return
@@ -131,6 +133,7 @@ class EngineBackend:
             ts = getattr(m, name, 0.0) or 0.0
             return ts - self.t0 if ts > 0 else math.nan
 
+        rec.queued_s = at("queued_ts")
         rec.first_scheduled_s = at("scheduled_ts")
         if not math.isnan(first := at("first_token_ts")):
             rec.first_token_s = first
