@@ -15,6 +15,7 @@ from sim.engine import Engine
 from sim.errors import SimError
 from sim.profile import StepTimeProfile, load_profile
 from sim.results import requests_frame, summarize
+from traces.fingerprint import FINGERPRINT_KEY, trace_fingerprint
 
 
 @dataclass
@@ -70,6 +71,7 @@ def simulate(
             "num_gpu_blocks_how": how,
             "engine": config.to_dict(),
             "stopped_early": engine.stopped_early,
+            FINGERPRINT_KEY: trace_fingerprint(trace),
         },
     )
     return SimResult(req, steps, summary, engine)

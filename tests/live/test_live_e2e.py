@@ -23,6 +23,7 @@ from ltrsched.cli import main as ltrsched_main  # noqa: E402
 from policies import make_policy  # noqa: E402
 from policies.base import tie_key  # noqa: E402
 from policies.views import in_policy_order, views_from_trace  # noqa: E402
+from traces.fingerprint import FINGERPRINT_KEY  # noqa: E402
 from traces.io import write_trace  # noqa: E402
 
 POLICIES = {"fcfs": "fcfs", "ltr": "ltr:starvation=100,quantum=10", "sjf": "sjf-oracle"}
@@ -98,6 +99,8 @@ def test_live_runs_are_complete_and_exact(runs, key):
     assert s["max_num_batched_tokens"] == 512 and s["chunked_prefill"] is True
     assert s["policy"].startswith(POLICIES[key].split(":")[0]) and s["plugin_error"] is None
     assert 0 < s["plugin_overhead"]["mean_s"] < s["plugin_overhead"]["mean_step_s"]
+    # The same trace as the simulated run, by fingerprint (compare refuses others).
+    assert s[FINGERPRINT_KEY] == load(runs["sim"][key])[2][FINGERPRINT_KEY]
 
 
 def step_index(steps: pd.DataFrame, t, side: str = "right") -> np.ndarray:
