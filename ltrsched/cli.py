@@ -93,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"error: no such file: {e.filename}", file=sys.stderr)
         return 2
+    except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+        # An output path the command's own check did not foresee: still one line. A
+        # rename onto the target (traces.io.atomic_write) names the target second.
+        print(f"error: {e.filename2 or e.filename}: {e.strerror.lower()}", file=sys.stderr)
+        return 2
     return rv if isinstance(rv, int) else 0
 
 

@@ -57,10 +57,14 @@ def demo(
     from sim.run import simulate
     from traces.build import build_trace
     from traces.config import BuildConfig
+    from traces.errors import TraceError
     from traces.io import write_trace
+    from traces.outdir import out_dir_problem
     from traces.results import write_run
     from traces.summary import summarize
 
+    if why := out_dir_problem(out):
+        raise TraceError(f"--out {out}: {why}")
     console = Console()
     t_start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)

@@ -76,8 +76,12 @@ def train_cmd(
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
 ) -> None:
     """Train a predictor on a trace; its last 10% of rows validate each epoch."""
+    from predictor.errors import PredictorError
     from predictor.train import train
+    from traces.outdir import out_dir_problem
 
+    if why := out_dir_problem(out):
+        raise PredictorError(f"--out {out}: {why}")
     if lr is None:
         lr = FROM_CONFIG_LR if backbone in OPT_CONFIGS else PRETRAINED_LR
     cfg = TrainConfig(
