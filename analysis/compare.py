@@ -309,17 +309,18 @@ def write_scatter_html(sim_dir: Path, live_dir: Path | Sequence[Path], out: Path
 
 
 def format_table(c: Comparison) -> str:
+    """The comparison as text; its table fits 80 columns, replicate columns included."""
     many = c.live_runs > 1
 
-    def num(x: float | None, width: int = 12) -> str:
+    def num(x: float | None, width: int = 10) -> str:
         return f"{x:{width}.4g}" if x is not None else f"{'-':>{width}}"
 
-    live_head, w = (f"live (mean of {c.live_runs})", 19) if many else ("live", 12)
-    head = f"{'metric':<26}{'sim':>12}{live_head:>{w}}{'error':>9}"
-    lines = [head + (f"{'live min':>12}{'live max':>12}" if many else "")]
+    live_head, w = (f"live (mean of {c.live_runs})", 17) if many else ("live", 10)
+    head = f"{'metric':<23}{'sim':>10}{live_head:>{w}}{'error':>9}"
+    lines = [head + (f"{'live min':>10}{'live max':>10}" if many else "")]
     for r in c.metrics:
         err = f"{r['rel_error']:+9.1%}" if math.isfinite(r["rel_error"]) else f"{'-':>9}"
-        line = f"{r['label']:<26}{num(r['sim'])}{num(r['live'], w)}{err}"
+        line = f"{r['label']:<23}{num(r['sim'])}{num(r['live'], w)}{err}"
         if many:
             line += num(r.get("live_min")) + num(r.get("live_max"))
         lines.append(line)

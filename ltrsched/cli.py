@@ -24,6 +24,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help, for every subcommand (they inherit it): it wraps at the
+    # terminal's width; rich's panels cut option names at 80 columns (--max-batched-tok…)
+    # and keep a docstring's line breaks mid-sentence.
+    rich_markup_mode=None,
 )
 
 # (module, attribute, name): a Typer sub-app or a command function, registered under name.
@@ -75,9 +79,25 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
+def _plain_metavars(command) -> None:
+    """Names for click's plain help where typer has none of its own: MODEL for an
+    argument (not {model}), <path> for a repeatable option (not <list[Path]>)."""
+    for p in command.params:
+        if p.metavar is not None:
+            continue
+        if p.param_type_name == "argument":
+            p.metavar = p.name.upper()
+        elif getattr(p, "multiple", False):
+            element = p.bare_type().removeprefix("list[").removesuffix("]")
+            p.metavar = f"<{element.lower()}>"
+    for sub in getattr(command, "commands", {}).values():
+        _plain_metavars(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
     _register()
     command = typer.main.get_command(app)
+    _plain_metavars(command)
     user_errors = _user_errors()
     try:
         rv = command.main(args=argv, prog_name="ltrsched", standalone_mode=False)

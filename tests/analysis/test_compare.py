@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import typer
 
-from analysis.compare import Tolerances, compare, compare_runs, rel_error
+from analysis.compare import METRICS, Tolerances, compare, compare_runs, rel_error
 from analysis.errors import AnalysisError
 from ltrsched.cli import main as ltrsched_main
 from traces.fingerprint import FINGERPRINT_KEY, trace_fingerprint
@@ -161,3 +161,14 @@ def test_runs_without_a_fingerprint_are_checked_by_request_count(tmp_path):
     (same_count / "summary.json").write_text(json.dumps(s))
     c = compare_runs(same_count, live)
     assert any("checked by request count only" in n for n in c.notes)
+
+
+def test_the_table_fits_80_columns_with_replicates(tmp_path):
+    from analysis.compare import format_table
+
+    sim = make_run(tmp_path / "sim")
+    runs = [make_run(tmp_path / f"r{k}", scale=1 + k / 10) for k in range(3)]
+    text = format_table(compare_runs(sim, runs))
+    table = text.splitlines()[: 1 + len(METRICS)]  # the header and one row per metric
+    assert max(len(line) for line in table) <= 80, table
+    assert "live (mean of 3)" in table[0] and "live max" in table[0]
