@@ -21,6 +21,7 @@ import pandas as pd
 import typer
 
 from analysis.errors import AnalysisError
+from traces.fingerprint import FINGERPRINT_KEY
 from traces.io import atomic_write
 from traces.results import add_derived_columns
 
@@ -127,15 +128,55 @@ def mean_live_requests(reqs: list[pd.DataFrame]) -> pd.DataFrame:
     return agg[agg["n"] == len(fin)].drop(columns="n").reset_index()
 
 
+def check_same_trace(
+    sim_dir: Path,
+    sim_sum: dict[str, Any],
+    live_dirs: list[Path],
+    live_sums: list[dict[str, Any]],
+    allow_different: bool = False,
+) -> list[str]:
+    """Refuse runs of different traces (by their fingerprints; by request count for runs
+    written before fingerprints), unless allowed; returns notes on what was not checked
+    or was allowed."""
+    notes = []
+    for d, ls in zip(live_dirs, live_sums, strict=True):
+        fs, fl = sim_sum.get(FINGERPRINT_KEY), ls.get(FINGERPRINT_KEY)
+        ns, nl = sim_sum.get("requests"), ls.get("requests")
+        if fs and fl:
+            differ = fs != fl
+        else:
+            differ = ns != nl
+            missing = [str(p) for p, f in ((sim_dir, fs), (d, fl)) if not f]
+            notes.append(f"no {FINGERPRINT_KEY} in {', '.join(missing)} (an older run): "
+                         "the traces were checked by request count only")
+        if not differ:
+            continue
+        what = f"{ns} requests, fingerprint {fs or '-'} against {nl}, {fl or '-'}"
+        if not allow_different:
+            raise AnalysisError(
+                f"--sim {sim_dir} and --live {d} ran different traces ({what}); pass "
+                "--allow-different-trace to compare them anyway"
+            )
+        notes.append(f"different traces ({what} in {d}), compared as asked")
+    return notes
+
+
 def compare_runs(
-    sim_dir: Path, live_dir: Path | Sequence[Path], tol: Tolerances = Tolerances()
+    sim_dir: Path,
+    live_dir: Path | Sequence[Path],
+    tol: Tolerances = Tolerances(),
+    allow_different_trace: bool = False,
 ) -> Comparison:
     """Per-metric and per-request errors of sim_dir against one live run, or against the
-    mean of several replicate live runs; and a verdict."""
+    mean of several replicate live runs; and a verdict. Runs of different traces are
+    refused (AnalysisError) unless allow_different_trace."""
     live_dirs = _live_dirs(live_dir)
     sim_req, sim_sum = read_run_dir(sim_dir)
     lives = [read_run_dir(d) for d in live_dirs]
     live_sums = [s for _, s in lives]
+    trace_notes = check_same_trace(
+        Path(sim_dir), sim_sum, live_dirs, live_sums, allow_different_trace
+    )
     live_mean, live_lo, live_hi = _mean_summary(live_sums)
     rows = []
     for key, label in METRICS:
@@ -168,9 +209,15 @@ def compare_runs(
     )
     joined = matched_requests(sim_req, mean_live_requests([r for r, _ in lives]))
     err = (joined["latency_s_sim"] - joined["latency_s_live"]) / joined["latency_s_live"]
-    notes = []
+    notes = trace_notes
+    # A trace of another name is the same trace when the fingerprints agree.
     for key in ("policy", "trace"):
         for d, ls in zip(live_dirs, live_sums, strict=True):
+            same_print = sim_sum.get(FINGERPRINT_KEY) and (
+                sim_sum.get(FINGERPRINT_KEY) == ls.get(FINGERPRINT_KEY)
+            )
+            if key == "trace" and same_print:
+                continue
             if sim_sum.get(key) != ls.get(key):
                 notes.append(
                     f"{key} differs: sim {sim_sum.get(key)!r}, live {ls.get(key)!r}"
@@ -262,17 +309,18 @@ def write_scatter_html(sim_dir: Path, live_dir: Path | Sequence[Path], out: Path
 
 
 def format_table(c: Comparison) -> str:
+    """The comparison as text; its table fits 80 columns, replicate columns included."""
     many = c.live_runs > 1
 
-    def num(x: float | None, width: int = 12) -> str:
+    def num(x: float | None, width: int = 10) -> str:
         return f"{x:{width}.4g}" if x is not None else f"{'-':>{width}}"
 
-    live_head, w = (f"live (mean of {c.live_runs})", 19) if many else ("live", 12)
-    head = f"{'metric':<26}{'sim':>12}{live_head:>{w}}{'error':>9}"
-    lines = [head + (f"{'live min':>12}{'live max':>12}" if many else "")]
+    live_head, w = (f"live (mean of {c.live_runs})", 17) if many else ("live", 10)
+    head = f"{'metric':<23}{'sim':>10}{live_head:>{w}}{'error':>9}"
+    lines = [head + (f"{'live min':>10}{'live max':>10}" if many else "")]
     for r in c.metrics:
         err = f"{r['rel_error']:+9.1%}" if math.isfinite(r["rel_error"]) else f"{'-':>9}"
-        line = f"{r['label']:<26}{num(r['sim'])}{num(r['live'], w)}{err}"
+        line = f"{r['label']:<23}{num(r['sim'])}{num(r['live'], w)}{err}"
         if many:
             line += num(r.get("live_min")) + num(r.get("live_max"))
         lines.append(line)
@@ -301,10 +349,18 @@ def compare(
         float, typer.Option(help="Bound on mean latency and throughput error.")
     ] = 0.10,
     tol_p90: Annotated[float, typer.Option(help="Bound on p90 latency error.")] = 0.15,
+    allow_different_trace: Annotated[
+        bool,
+        typer.Option(
+            "--allow-different-trace",
+            help="Compare runs whose traces differ (by fingerprint); refused otherwise.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Compare a simulated run with a live run of the same trace: errors and a verdict."""
-    c = compare_runs(sim, live, Tolerances(tol_mean, tol_p90))
+    """Compare a simulated run with a live run of the same trace: errors and a verdict.
+    Exit status 0 on PASS, 1 on FAIL."""
+    c = compare_runs(sim, live, Tolerances(tol_mean, tol_p90), allow_different_trace)
     if html is not None:
         write_scatter_html(sim, live, html)
     if as_json:
@@ -313,3 +369,5 @@ def compare(
         print(format_table(c))
         if html is not None:
             print(f"wrote {html}")
+    if not c.passed:
+        raise typer.Exit(1)

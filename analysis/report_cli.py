@@ -28,8 +28,12 @@ def report(
 ) -> None:
     """Write an HTML report of a sweep: summary table, latency, advantage map, CDF, fairness,
     tau, live."""
+    from analysis.errors import AnalysisError
     from analysis.report import build_report, load_report_data
+    from traces.outdir import out_dir_problem
 
+    if png is not None and (why := out_dir_problem(png)):
+        raise AnalysisError(f"--png {png}: {why}")
     data = load_report_data(sweep_dir, live)
     outcome = build_report(data, out, png)
     console = Console(soft_wrap=True)

@@ -46,7 +46,10 @@ def sweep(
     from analysis.progress import RichSweepProgress
     from analysis.spec import load_spec
     from analysis.sweep import run_sweep
+    from traces.outdir import out_dir_problem
 
+    if why := out_dir_problem(out):
+        raise AnalysisError(f"--out {out}: {why}")
     parsed = load_spec(spec)
     if max_runs is not None and max_runs < 0:
         raise AnalysisError("--max-runs: must be >= 0")

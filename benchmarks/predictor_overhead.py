@@ -30,9 +30,9 @@ def main() -> None:
 
     import torch
 
-    from policies.predictor.checkpoint import load_predictor
-    from policies.predictor.data import read_prompts
-    from policies.predictor.scoring import score_prompts
+    from predictor.checkpoint import load_predictor
+    from predictor.data import read_prompts
+    from predictor.scoring import score_prompts
 
     if args.threads:
         torch.set_num_threads(args.threads)

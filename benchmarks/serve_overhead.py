@@ -58,8 +58,8 @@ async def replay(args, df: pd.DataFrame, mode: str | None) -> Path:
 
 
 def precomputed(args, df: pd.DataFrame) -> pd.DataFrame:
-    from policies.predictor.checkpoint import load_predictor
-    from policies.predictor.scoring import score_prompts
+    from predictor.checkpoint import load_predictor
+    from predictor.scoring import score_prompts
 
     scored = df.copy()
     scored["score_pre"] = score_prompts(load_predictor(args.predictor), df["prompt"].tolist())

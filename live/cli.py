@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from live.errors import LiveError
+from traces.outdir import out_dir_problem
 
 Opt = typer.Option
 app = typer.Typer(
@@ -74,6 +75,8 @@ def replay(
                         "(ltrsched serve --predictor, or LTRSCHED_PREDICTOR)")
     if repeats < 1:
         raise LiveError(f"--repeats {repeats}: must be at least 1")
+    if why := out_dir_problem(out):
+        raise LiveError(f"--out {out}: {why}")
     names = [slug(p) for p in policy]
     if len(set(names)) < len(names):
         twice = next(n for n in names if names.count(n) > 1)
@@ -208,6 +211,8 @@ def tiny_model(
     """Write a tiny Llama config.json (hidden 256, 2 layers) to run with --dummy-weights."""
     from live.models import copy_tokenizer, write_tiny_llama
 
+    if why := out_dir_problem(directory):
+        raise LiveError(f"{directory}: {why}")
     path = write_tiny_llama(directory)
     if tokenizer_from is not None:
         size = copy_tokenizer(tokenizer_from, path)

@@ -7,6 +7,7 @@ import asyncio
 import gc
 import math
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,22 @@ from live.models import has_tokenizer, has_weights, read_model_config
 from live.records import FINISHED, RequestRecord, check_length
 from live.replay import Rejected
 from live.run import RunSpec, run_trace
+
+SHUTDOWN_GRACE_S = 60.0
+
+
+def quiet_vllm() -> None:
+    """The replay driver's vLLM prints errors only: its start-up warnings (about 25 lines
+    on the CPU build: Triton, LD_PRELOAD, NUMA, the custom scheduler) say nothing about a
+    replay. Set in the environment before vLLM is imported, so the engine core and its
+    worker inherit it; VLLM_LOGGING_LEVEL=INFO (or WARNING) given by the user wins.
+    `ltrsched serve` does not call this: a server's log is its user's."""
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch's C++ warnings (NUMA)
+    if os.environ["VLLM_LOGGING_LEVEL"].upper() == "ERROR":
+        # vLLM's own deprecation notices, in this process and the ones it starts.
+        os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")
 
 
 @dataclass(frozen=True)
@@ -121,8 +138,10 @@ class EngineBackend:
         rec.status = FINISHED
 
     def _engine_times(self, rec: RequestRecord, m: Any) -> None:
-        """Scheduled, first-token and finish times as the engine core stamped them (on
-        its monotonic clock, which is the driver's too); receive times without them."""
+        """Queued, scheduled, first-token and finish times as the engine core stamped
+        them (on its monotonic clock, which is the driver's too); receive times without
+        them. queued_s and first_scheduled_s place a request among the steps of the step
+        log: it was waiting in every step that started after queued_s."""
         rec.finish_s = rec.last_token_s
         if m is None:
             return
@@ -131,6 +150,7 @@ class EngineBackend:
             ts = getattr(m, name, 0.0) or 0.0
             return ts - self.t0 if ts > 0 else math.nan
 
+        rec.queued_s = at("queued_ts")
         rec.first_scheduled_s = at("scheduled_ts")
         if not math.isnan(first := at("first_token_ts")):
             rec.first_token_s = first
@@ -150,7 +170,7 @@ class LiveEngine:
     @classmethod
     def start(cls, options: EngineOptions) -> LiveEngine:
         """Start vLLM (call inside a running event loop). Errors become LiveError."""
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # before vLLM is imported
+        quiet_vllm()
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout: --json
         version = installed_vllm_version()
         support = support_status(version)
@@ -210,11 +230,14 @@ class LiveEngine:
             await self.replay(df, RunSpec(policy="fcfs", out=Path(tmp), stall_timeout_s=60))
 
     def shutdown(self) -> None:
-        """Stop the engine core. AsyncLLM.__del__ shuts down again, at interpreter exit
-        when vLLM's module globals are gone (a TypeError on stderr): make that a no-op."""
+        """Stop the engine core, giving it time to exit by itself: vLLM's default 5 s
+        grace ran out on a loaded CPU, and the force-killed core left its shared memory
+        for the resource tracker to report at exit. AsyncLLM.__del__ shuts down again, at
+        interpreter exit when vLLM's module globals are gone (a TypeError on stderr):
+        make that a no-op."""
         llm, self.llm = self.llm, None
         if llm is not None:
-            llm.shutdown()
+            llm.shutdown(timeout=SHUTDOWN_GRACE_S)
             llm.shutdown = lambda *args, **kwargs: None
 
     async def aclose(self) -> None:

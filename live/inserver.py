@@ -4,7 +4,7 @@ arrives), so a user's own `vllm serve` gets learning-to-rank with no client chan
 
 The plug-in sees token ids, not text: the first ids of each new prompt are decoded with
 the served model's tokenizer, templated and re-encoded by the predictor's own tokenizer
-(policies/predictor), and all of a step's newcomers are scored in one batch on the
+(predictor/), and all of a step's newcomers are scored in one batch on the
 predictor's device before the step is ordered. The score lands in the request's
 RequestView features (score_<predictor name>), which live as long as the request does,
 so a preempted request keeps it.
@@ -198,9 +198,9 @@ def load_scorer(predictor_dir: str, device: str, tokenizer: str | None,
     name vLLM resolved). LiveError with one line when either cannot be loaded: this runs
     at engine start, so a bad directory stops the server before it serves."""
     from policies.lengthdist import dist_columns
-    from policies.predictor.checkpoint import load_predictor
-    from policies.predictor.errors import PredictorError
-    from policies.predictor.scoring import predict_prompts
+    from predictor.checkpoint import load_predictor
+    from predictor.errors import PredictorError
+    from predictor.scoring import predict_prompts
 
     if mode not in MODES:
         raise LiveError(f"ltrsched plug-in: predictor_mode {mode!r}: use one of "

@@ -24,6 +24,7 @@ class RequestRecord:
     output_tokens: int
     policy_id: int = -1  # the id the policy saw (row in policy order)
     submit_s: float = NAN
+    queued_s: float = NAN  # when the engine core took it in (its QUEUED stamp)
     first_scheduled_s: float = NAN
     first_token_s: float = NAN
     finish_s: float = NAN
@@ -57,7 +58,7 @@ def check_length(rec: RequestRecord) -> None:
         raise RuntimeError(f"got {rec.tokens_generated} of {rec.output_tokens} output tokens")
 
 
-LIVE_REQUEST_COLUMNS = ("policy_id", "submit_s", "error")
+LIVE_REQUEST_COLUMNS = ("policy_id", "submit_s", "queued_s", "error")
 
 
 def requests_frame(records: list[RequestRecord]) -> pd.DataFrame:

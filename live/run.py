@@ -22,6 +22,7 @@ from live.xargs import RequestTag, RunTag, encode
 from policies import make_policy
 from policies.lengthdist import DIST_PREFIX
 from policies.views import feature_columns, in_policy_order, views_from_trace
+from traces.fingerprint import FINGERPRINT_KEY, trace_fingerprint
 from traces.results import summarize_run, write_run
 from traces.schema import SCORE_PREFIX
 
@@ -96,6 +97,7 @@ async def run_trace(
         "policy": policy.describe(),
         "policy_spec": spec.policy,
         "trace": spec.trace,
+        FINGERPRINT_KEY: trace_fingerprint(df),
         "engine": "vllm",
         "prompt_ids": how,
         "started_at": started.isoformat(timespec="seconds"),

@@ -79,8 +79,8 @@ def check(opts: ServeOptions) -> None:
     if opts.predictor_mode not in MODES:
         raise LiveError(f"--predictor-mode {opts.predictor_mode!r}: use one of {', '.join(MODES)}")
     if opts.predictor:
-        from policies.predictor.checkpoint import load_predictor
-        from policies.predictor.errors import PredictorError
+        from predictor.checkpoint import load_predictor
+        from predictor.errors import PredictorError
 
         try:
             load_predictor(opts.predictor, "cpu")

@@ -24,6 +24,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help, for every subcommand (they inherit it): it wraps at the
+    # terminal's width; rich's panels cut option names at 80 columns (--max-batched-tok…)
+    # and keep a docstring's line breaks mid-sentence.
+    rich_markup_mode=None,
 )
 
 # (module, attribute, name): a Typer sub-app or a command function, registered under name.
@@ -32,7 +36,7 @@ _SUBCOMMANDS = [
     ("policies.cli", "app", "policies"),
     ("sim.cli", "simulate", "simulate"),
     ("sim.profile_cli", "app", "profile"),
-    ("policies.predictor.cli", "app", "predictor"),
+    ("predictor.cli", "app", "predictor"),
     ("ltrsched.demo", "demo", "demo"),
     ("live.cli", "app", "live"),
     ("live.cli", "serve", "serve"),
@@ -46,7 +50,7 @@ _USER_ERRORS = [
     ("traces.errors", "TraceError"),
     ("policies.base", "PolicyError"),
     ("sim.errors", "SimError"),
-    ("policies.predictor.errors", "PredictorError"),
+    ("predictor.errors", "PredictorError"),
     ("analysis.errors", "AnalysisError"),
     ("live.errors", "LiveError"),
 ]
@@ -76,9 +80,25 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
+def _plain_metavars(command) -> None:
+    """Names for click's plain help where typer has none of its own: MODEL for an
+    argument (not {model}), <path> for a repeatable option (not <list[Path]>)."""
+    for p in command.params:
+        if p.metavar is not None:
+            continue
+        if p.param_type_name == "argument":
+            p.metavar = p.name.upper()
+        elif getattr(p, "multiple", False):
+            element = p.bare_type().removeprefix("list[").removesuffix("]")
+            p.metavar = f"<{element.lower()}>"
+    for sub in getattr(command, "commands", {}).values():
+        _plain_metavars(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
     _register()
     command = typer.main.get_command(app)
+    _plain_metavars(command)
     user_errors = _user_errors()
     try:
         rv = command.main(args=argv, prog_name="ltrsched", standalone_mode=False)
@@ -93,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except FileNotFoundError as e:
         print(f"error: no such file: {e.filename}", file=sys.stderr)
+        return 2
+    except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+        # An output path the command's own check did not foresee: still one line. A
+        # rename onto the target (traces.io.atomic_write) names the target second.
+        print(f"error: {e.filename2 or e.filename}: {e.strerror.lower()}", file=sys.stderr)
         return 2
     return rv if isinstance(rv, int) else 0
 

@@ -57,10 +57,14 @@ def demo(
     from sim.run import simulate
     from traces.build import build_trace
     from traces.config import BuildConfig
+    from traces.errors import TraceError
     from traces.io import write_trace
+    from traces.outdir import out_dir_problem
     from traces.results import write_run
     from traces.summary import summarize
 
+    if why := out_dir_problem(out):
+        raise TraceError(f"--out {out}: {why}")
     console = Console()
     t_start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -125,10 +129,10 @@ def _train_and_score(out: Path, test_path: Path, n_records: int, epochs: int, se
         console.print("[yellow]torch is not installed: skipping the predictor "
                       "(pip install 'ltrsched[predictor]')[/yellow]")
         return None
-    from policies.predictor.config import TrainConfig
-    from policies.predictor.metrics import ranking_metrics
-    from policies.predictor.scoring import score_trace
-    from policies.predictor.train import train
+    from predictor.config import TrainConfig
+    from predictor.metrics import ranking_metrics
+    from predictor.scoring import score_trace
+    from predictor.train import train
     from traces.build import build_trace
     from traces.config import BuildConfig
     from traces.io import read_trace, write_trace
@@ -158,17 +162,29 @@ def _safe(spec: str) -> str:
     return spec.replace(":", "_").replace(",", "_").replace("=", "-")
 
 
+# (column of comparison.csv, header, format): what the printed table shows; the CSV has all.
+_SHOWN = (
+    ("mean_latency_s", "mean s", "{:.2f}"),
+    ("p90_latency_s", "p90 s", "{:.2f}"),
+    ("mean_norm_latency_s_per_token", "s/token", "{:.4f}"),
+    ("mean_ttft_s", "TTFT", "{:.2f}"),
+    ("max_waiting_time_p99_s", "wait p99", "{:.2f}"),
+    ("throughput_req_s", "req/s", "{:.1f}"),
+    ("preemptions", "preempt", "{}"),
+)
+
+
 def _print(table: pd.DataFrame, console: Console, profile: str) -> None:
-    t = Table(title=f"mean latency per policy ({profile})")
-    for col, label in [("policy", "policy"), ("mean_latency_s", "mean s"),
-                       ("p90_latency_s", "p90 s"),
-                       ("mean_norm_latency_s_per_token", "s / token"),
-                       ("mean_ttft_s", "TTFT s"), ("max_waiting_time_p99_s", "max wait p99 s"),
-                       ("throughput_req_s", "req/s"), ("preemptions", "preempt")]:
-        t.add_column(label, justify="left" if col == "policy" else "right")
+    """The comparison, fitted to the terminal: numbers keep their width, the policy
+    column wraps between a spec's parameters (its ", " is read back by make_policy), so
+    every row's spec is shown whole at 80 columns."""
+    from rich import box
+
+    console.print(f"mean latency per policy, {profile}", highlight=False)
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    t.add_column("policy", overflow="fold", ratio=1, min_width=21)
+    for _, label, _ in _SHOWN:
+        t.add_column(label, justify="right", no_wrap=True)
     for _, r in table.iterrows():
-        t.add_row(r["policy"], f"{r['mean_latency_s']:.2f}", f"{r['p90_latency_s']:.2f}",
-                  f"{r['mean_norm_latency_s_per_token']:.4f}", f"{r['mean_ttft_s']:.2f}",
-                  f"{r['max_waiting_time_p99_s']:.2f}", f"{r['throughput_req_s']:.1f}",
-                  str(r["preemptions"]))
+        t.add_row(r["policy"].replace(",", ", "), *(f.format(r[c]) for c, _, f in _SHOWN))
     console.print(t)

@@ -8,6 +8,7 @@ values, so adding a policy is one file plus one import line in policies/__init__
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 import typing
@@ -63,8 +64,17 @@ def policy_class(name: str) -> type[Policy]:
         return _REGISTRY[name]
     except KeyError:
         raise PolicyError(
-            f"unknown policy {name!r}; available: {', '.join(sorted(_REGISTRY))}"
+            f"unknown policy {name!r}{did_you_mean(name, sorted(_REGISTRY))}; "
+            f"available: {', '.join(sorted(_REGISTRY))}"
         ) from None
+
+
+def did_you_mean(word: str, options: list[str]) -> str:
+    """' (did you mean X?)' for the option a mistyped or shortened word most likely
+    meant (one it begins, else the closest by difflib), or ''."""
+    starts = [o for o in options if o.startswith(word)] if word else []
+    close = starts[:1] if len(starts) == 1 else difflib.get_close_matches(word, options, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def first_line(cls: type) -> str:
@@ -102,7 +112,8 @@ def coerce(owner: str, cls: type, raw: dict[str, str]) -> dict[str, Any]:
     for key, text in raw.items():
         if key not in fields:
             raise PolicyError(
-                f"policy {owner!r} has no parameter {key!r}; valid: {', '.join(fields) or 'none'}"
+                f"policy {owner!r} has no parameter {key!r}{did_you_mean(key, list(fields))}; "
+                f"valid: {', '.join(fields) or 'none'}"
             )
         out[key] = _parse_value(owner, key, text, hints[key])
     return out
@@ -154,8 +165,11 @@ def make_policy(spec: str) -> Policy:
     own, outer = params_of(cls), params_of(StarvationPrevention)
     for key in raw:
         if key not in own and key not in outer:
-            valid = ", ".join([*own, *outer])
-            raise PolicyError(f"policy {name!r} has no parameter {key!r}; valid: {valid}")
+            options = [*own, *outer]
+            raise PolicyError(
+                f"policy {name!r} has no parameter {key!r}{did_you_mean(key, options)}; "
+                f"valid: {', '.join(options)}"
+            )
     wrapper_raw = {k: v for k, v in raw.items() if k in outer}
     policy = cls(**coerce(name, cls, {k: v for k, v in raw.items() if k in own}))
     if wrapper_raw:

@@ -66,12 +66,16 @@ def simulate(
     as_json: Annotated[bool, Opt("--json", help="Print summary.json to stdout.")] = False,
 ) -> None:
     """Simulate a trace under a scheduling policy; print the summary."""
+    from sim.errors import SimError
     from sim.profile import load_profile
     from sim.run import simulate as run_sim
     from traces.io import read_trace
+    from traces.outdir import out_dir_problem
     from traces.results import write_run
     from traces.schema import HASH_BLOCK_TOKENS_KEY
 
+    if out is not None and (why := out_dir_problem(out)):
+        raise SimError(f"--out {out}: {why}")
     df, meta = read_trace(trace)
     prof = load_profile(profile)
     defaults = EngineConfig()

@@ -17,6 +17,7 @@ from sim.errors import SimError
 from sim.prefix_keys import block_keys
 from sim.profile import StepTimeProfile, load_profile
 from sim.results import requests_frame, summarize
+from traces.fingerprint import FINGERPRINT_KEY, trace_fingerprint
 from traces.schema import HASH_BLOCK_TOKENS_KEY
 
 
@@ -109,6 +110,7 @@ def simulate(
             "num_gpu_blocks_how": how,
             "engine": config.to_dict(),
             "stopped_early": engine.stopped_early,
+            FINGERPRINT_KEY: trace_fingerprint(trace),
         },
     )
     return SimResult(req, steps, summary, engine)

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 import typer
 
-from analysis.compare import Tolerances, compare, compare_runs, rel_error
+from analysis.compare import METRICS, Tolerances, compare, compare_runs, rel_error
 from analysis.errors import AnalysisError
+from ltrsched.cli import main as ltrsched_main
+from traces.fingerprint import FINGERPRINT_KEY, trace_fingerprint
 from traces.results import add_derived_columns, summarize_run, write_run
 
 
@@ -36,7 +38,8 @@ def make_run(path, scale: float = 1.0, n: int = 50, seed: int = 0, policy: str =
             }
         )
     )
-    summary = {**summarize_run(req, 0), "policy": policy, "trace": "t.parquet"}
+    summary = {**summarize_run(req, 0), "policy": policy, "trace": "t.parquet",
+               FINGERPRINT_KEY: trace_fingerprint(req)}
     write_run(path, req, pd.DataFrame(), summary)
     return path
 
@@ -111,3 +114,61 @@ def test_a_replicate_that_is_not_a_run_is_named(tmp_path):
     good = make_run(tmp_path / "good")
     with pytest.raises(AnalysisError, match="missing: not a run directory"):
         compare_runs(good, [good, tmp_path / "missing"])
+
+
+def test_the_verdict_is_the_exit_status(tmp_path, capsys):
+    live = make_run(tmp_path / "live")
+    good, bad = make_run(tmp_path / "good"), make_run(tmp_path / "bad", scale=1.3)
+    assert ltrsched_main(["compare", "--sim", str(good), "--live", str(live)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("PASS")
+    assert ltrsched_main(["compare", "--sim", str(bad), "--live", str(live)]) == 1
+    assert "FAIL (mean latency" in capsys.readouterr().out
+    assert ltrsched_main(["compare", "--sim", str(bad), "--live", str(live), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["passed"] is False
+
+
+def test_runs_of_different_traces_are_refused_unless_asked(tmp_path, capsys):
+    live = make_run(tmp_path / "live", n=50)
+    other = make_run(tmp_path / "other", n=30)  # another trace: 30 requests
+    reseeded = make_run(tmp_path / "reseeded", n=50, seed=1)  # same count, other arrivals
+    for sim in (other, reseeded):
+        with pytest.raises(AnalysisError, match="ran different traces"):
+            compare_runs(sim, live)
+    rc = ltrsched_main(["compare", "--sim", str(other), "--live", str(live)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--allow-different-trace" in err
+    assert "30 requests" in err and "50" in err
+    c = compare_runs(reseeded, live, allow_different_trace=True)
+    assert any("different traces" in n for n in c.notes)
+    # A copy of the trace under another name is the same trace: no note about it.
+    renamed = make_run(tmp_path / "renamed")
+    s = json.loads((renamed / "summary.json").read_text())
+    (renamed / "summary.json").write_text(json.dumps({**s, "trace": "copy.parquet"}))
+    assert not compare_runs(renamed, live).notes
+
+
+def test_runs_without_a_fingerprint_are_checked_by_request_count(tmp_path):
+    live = make_run(tmp_path / "live", n=50)
+    old = make_run(tmp_path / "old", n=30)
+    s = json.loads((old / "summary.json").read_text())
+    s.pop(FINGERPRINT_KEY)
+    (old / "summary.json").write_text(json.dumps(s))
+    with pytest.raises(AnalysisError, match="30 requests, fingerprint - against 50"):
+        compare_runs(old, live)
+    same_count = make_run(tmp_path / "same", n=50)
+    s = json.loads((same_count / "summary.json").read_text())
+    s.pop(FINGERPRINT_KEY)
+    (same_count / "summary.json").write_text(json.dumps(s))
+    c = compare_runs(same_count, live)
+    assert any("checked by request count only" in n for n in c.notes)
+
+
+def test_the_table_fits_80_columns_with_replicates(tmp_path):
+    from analysis.compare import format_table
+
+    sim = make_run(tmp_path / "sim")
+    runs = [make_run(tmp_path / f"r{k}", scale=1 + k / 10) for k in range(3)]
+    text = format_table(compare_runs(sim, runs))
+    table = text.splitlines()[: 1 + len(METRICS)]  # the header and one row per metric
+    assert max(len(line) for line in table) <= 80, table
+    assert "live (mean of 3)" in table[0] and "live max" in table[0]

@@ -20,16 +20,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from live_fakes import START_TIMEOUT_S, run_group, stop_group
 
 pytest.importorskip("vllm")
 pytest.importorskip("torch")
 
 from live.models import copy_tokenizer, write_tiny_llama  # noqa: E402
 from ltrsched.cli import main as ltrsched_main  # noqa: E402
-from policies.predictor.checkpoint import load_predictor  # noqa: E402
-from policies.predictor.config import TrainConfig  # noqa: E402
-from policies.predictor.scoring import score_prompts  # noqa: E402
-from policies.predictor.train import train  # noqa: E402
+from predictor.checkpoint import load_predictor  # noqa: E402
+from predictor.config import TrainConfig  # noqa: E402
+from predictor.scoring import score_prompts  # noqa: E402
+from predictor.train import train  # noqa: E402
 from traces.io import write_trace  # noqa: E402
 
 STARVATION = 400  # steps waited before promotion
@@ -79,9 +80,10 @@ def server(setup):
            "--max-num-seqs", "1", "--enforce-eager", "--max-model-len", "512",
            "--no-enable-prefix-caching"]
     env = {**os.environ, "VLLM_LOGGING_STREAM": "ext://sys.stderr"}
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"server exited {proc.returncode}: "
@@ -93,14 +95,10 @@ def server(setup):
         except OSError:
             time.sleep(1)
     else:
-        proc.kill()
-        pytest.fail("server did not start in 300 s")
+        stop_group(proc)
+        pytest.fail(f"server did not start in {START_TIMEOUT_S} s")
     yield url, model_id, d
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_group(proc)
     log.close()
 
 
@@ -210,12 +208,12 @@ def test_a_bad_predictor_directory_stops_the_server_at_start(setup, tmp_path, ca
     # The plug-in itself refuses too, when vLLM is started without ltrsched's check.
     (tmp_path / "broken").mkdir()
     cfg = json.dumps({"ltrsched": {"predictor": str(tmp_path / "broken")}})
-    proc = subprocess.run(
+    proc = run_group(
         [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
          "--load-format", "dummy", "--scheduler-cls", "live.scheduler.PolicyScheduler",
          "--additional-config", cfg, "--gpu-memory-utilization", "0.3", "--enforce-eager",
          "--max-model-len", "512", "--port", str(free_port())],
-        capture_output=True, text=True, timeout=300)
+        START_TIMEOUT_S)
     assert proc.returncode != 0
     assert "ltrsched plug-in: predictor" in proc.stderr + proc.stdout
     assert "not a predictor model directory" in proc.stderr + proc.stdout

@@ -4,6 +4,8 @@ request views' counters, the step log, version pins, model directories, prompts.
 from __future__ import annotations
 
 import json
+import os
+import warnings
 
 import numpy as np
 import pytest
@@ -293,3 +295,19 @@ def test_policy_queue_reinserts_only_what_moved():
     q.prepend_request(reqs[4])
     q.reorder(lambda r: key[r.request_id], full=False)
     assert [r.request_id for r in q] == ["5", "4", "3", "2", "1", "0"]
+
+
+def test_quiet_vllm_keeps_the_users_own_level(monkeypatch):
+    from live.engine import quiet_vllm
+
+    for var in ("VLLM_LOGGING_LEVEL", "TORCH_CPP_LOG_LEVEL", "PYTHONWARNINGS"):
+        monkeypatch.delenv(var, raising=False)
+    with warnings.catch_warnings():  # its in-process filter stays in this block
+        quiet_vllm()
+    assert os.environ["VLLM_LOGGING_LEVEL"] == "ERROR"
+    assert os.environ["PYTHONWARNINGS"] == "ignore::FutureWarning"
+    monkeypatch.setenv("VLLM_LOGGING_LEVEL", "INFO")
+    monkeypatch.delenv("PYTHONWARNINGS")
+    with warnings.catch_warnings():
+        quiet_vllm()
+    assert os.environ["VLLM_LOGGING_LEVEL"] == "INFO" and "PYTHONWARNINGS" not in os.environ

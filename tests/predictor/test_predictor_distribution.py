@@ -17,12 +17,12 @@ from policies.lengthdist import (  # noqa: E402
     histogram,
     quantile_tokens,
 )
-from policies.predictor.backbone import build_from_config, resolve_backbone  # noqa: E402
-from policies.predictor.checkpoint import Predictor, load_predictor, save_predictor  # noqa: E402
-from policies.predictor.config import TrainConfig  # noqa: E402
-from policies.predictor.errors import PredictorError  # noqa: E402
-from policies.predictor.evaluate import evaluate  # noqa: E402
-from policies.predictor.losses import (  # noqa: E402
+from predictor.backbone import build_from_config, resolve_backbone  # noqa: E402
+from predictor.checkpoint import Predictor, load_predictor, save_predictor  # noqa: E402
+from predictor.config import TrainConfig  # noqa: E402
+from predictor.errors import PredictorError  # noqa: E402
+from predictor.evaluate import evaluate  # noqa: E402
+from predictor.losses import (  # noqa: E402
     QUANTILE_LEVELS,
     Objective,
     bin_targets,
@@ -31,11 +31,11 @@ from policies.predictor.losses import (  # noqa: E402
     parse_loss,
     quantiles_to_distribution,
 )
-from policies.predictor.metrics import central_interval_bins, distribution_metrics  # noqa: E402
-from policies.predictor.model import LengthRanker  # noqa: E402
-from policies.predictor.scoring import distributions, score_prompts, score_trace  # noqa: E402
-from policies.predictor.tokenizer import train_bpe_tokenizer  # noqa: E402
-from policies.predictor.train import train  # noqa: E402
+from predictor.metrics import central_interval_bins, distribution_metrics  # noqa: E402
+from predictor.model import LengthRanker  # noqa: E402
+from predictor.scoring import distributions, score_prompts, score_trace  # noqa: E402
+from predictor.tokenizer import train_bpe_tokenizer  # noqa: E402
+from predictor.train import train  # noqa: E402
 from traces.io import read_trace  # noqa: E402
 
 TINY = dict(
@@ -271,7 +271,7 @@ def test_save_load_score_round_trip_gives_identical_numbers(loss, tmp_path):
 def test_cli_trains_scores_and_evaluates_a_distributional_model(tmp_path, make_trace):
     from typer.testing import CliRunner
 
-    from policies.predictor.cli import app
+    from predictor.cli import app
 
     trace = make_trace(tmp_path / "t.parquet", n=96, seed=4)
     runner = CliRunner()

@@ -4,11 +4,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from policies.predictor.checkpoint import load_predictor  # noqa: E402
-from policies.predictor.config import TrainConfig  # noqa: E402
-from policies.predictor.errors import PredictorError  # noqa: E402
-from policies.predictor.evaluate import evaluate  # noqa: E402
-from policies.predictor.train import train  # noqa: E402
+from predictor.checkpoint import load_predictor  # noqa: E402
+from predictor.config import TrainConfig  # noqa: E402
+from predictor.errors import PredictorError  # noqa: E402
+from predictor.evaluate import evaluate  # noqa: E402
+from predictor.train import train  # noqa: E402
 
 TINY = dict(backbone="opt-tiny", max_prompt_tokens=16, vocab_size=300, epochs=1, device="cpu")
 
@@ -62,8 +62,8 @@ def test_cli_prints_one_line(tmp_path, capsys, make_trace):
     """Through `ltrsched`, once the lead has registered the predictor commands."""
     from ltrsched import cli
 
-    if ("policies.predictor.cli", "app", "predictor") not in cli._SUBCOMMANDS or (
-        ("policies.predictor.errors", "PredictorError") not in cli._USER_ERRORS
+    if ("predictor.cli", "app", "predictor") not in cli._SUBCOMMANDS or (
+        ("predictor.errors", "PredictorError") not in cli._USER_ERRORS
     ):
         pytest.skip("ltrsched predictor is not registered in ltrsched.cli yet")
     code = cli.main(

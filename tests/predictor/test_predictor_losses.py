@@ -5,8 +5,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from policies.predictor.errors import PredictorError  # noqa: E402
-from policies.predictor.losses import (  # noqa: E402
+from predictor.errors import PredictorError  # noqa: E402
+from predictor.losses import (  # noqa: E402
     Objective,
     bucket_of,
     fit_buckets,

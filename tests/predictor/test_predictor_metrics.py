@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from policies.predictor.metrics import ranking_metrics
+from predictor.metrics import ranking_metrics
 
 
 def test_perfect_reversed_and_tied_orders():

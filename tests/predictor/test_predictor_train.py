@@ -8,15 +8,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from policies.predictor.backbone import build_from_config, resolve_backbone  # noqa: E402
-from policies.predictor.checkpoint import Predictor, load_predictor, save_predictor  # noqa: E402
-from policies.predictor.config import TrainConfig  # noqa: E402
-from policies.predictor.evaluate import evaluate  # noqa: E402
-from policies.predictor.losses import Objective, parse_loss  # noqa: E402
-from policies.predictor.model import LengthRanker, collate, forward_grouped  # noqa: E402
-from policies.predictor.scoring import score_prompts, score_trace  # noqa: E402
-from policies.predictor.tokenizer import train_bpe_tokenizer  # noqa: E402
-from policies.predictor.train import train  # noqa: E402
+from predictor.backbone import build_from_config, resolve_backbone  # noqa: E402
+from predictor.checkpoint import Predictor, load_predictor, save_predictor  # noqa: E402
+from predictor.config import TrainConfig  # noqa: E402
+from predictor.evaluate import evaluate  # noqa: E402
+from predictor.losses import Objective, parse_loss  # noqa: E402
+from predictor.model import LengthRanker, collate, forward_grouped  # noqa: E402
+from predictor.scoring import score_prompts, score_trace  # noqa: E402
+from predictor.tokenizer import train_bpe_tokenizer  # noqa: E402
+from predictor.train import train  # noqa: E402
 from traces.io import read_trace  # noqa: E402
 
 TINY = dict(
@@ -133,7 +133,7 @@ def test_local_pretrained_directory_is_used_as_it_is(tmp_path, make_trace):
     its own weights and tokenizer, offline."""
     from transformers import OPTConfig, OPTForCausalLM
 
-    from policies.predictor.backbone import OPT_CONFIGS
+    from predictor.backbone import OPT_CONFIGS
 
     torch.manual_seed(0)
     tokenizer = train_bpe_tokenizer(["go " * k + "now" for k in range(1, 20)], 300, 32)
@@ -152,7 +152,7 @@ def test_local_pretrained_directory_is_used_as_it_is(tmp_path, make_trace):
     assert predictor.info["backbone"] == "hf-opt" and predictor.info["backbone_pretrained"]
     assert predictor.model.pooling == "last"
     # the weights are the directory's own, not a fresh initialisation
-    from policies.predictor.backbone import load_pretrained
+    from predictor.backbone import load_pretrained
 
     backbone, _ = load_pretrained(tmp_path / "hf-opt")
     for name, value in lm.model.state_dict().items():

@@ -7,7 +7,8 @@ import pytest
 
 from ltrsched.cli import main
 from tests.sim.conftest import make_trace
-from traces.io import write_trace
+from traces.fingerprint import FINGERPRINT_KEY, trace_fingerprint
+from traces.io import read_trace, write_trace
 
 KEYS = ["requests", "completed", "rejected", "mean_latency_s", "p50_latency_s",
         "p90_latency_s", "p99_latency_s", "mean_norm_latency_s_per_token", "mean_ttft_s",
@@ -31,6 +32,7 @@ def test_json_summary_and_output_files(trace, tmp_path, capsys):
     assert set(KEYS) <= set(summary)
     assert summary["completed"] == 200 and summary["policy"] == "sjf-oracle"
     assert summary["profile_source"] == "first-principles"
+    assert summary[FINGERPRINT_KEY] == trace_fingerprint(read_trace(trace)[0])
     req = pd.read_parquet(out / "requests.parquet")
     steps = pd.read_parquet(out / "steps.parquet")
     assert len(req) == 200 and len(steps) == summary["steps"]

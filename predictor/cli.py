@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from policies.predictor.backbone import OPT_CONFIGS
-from policies.predictor.config import FROM_CONFIG_LR, PRETRAINED_LR, TrainConfig
+from predictor.backbone import OPT_CONFIGS
+from predictor.config import FROM_CONFIG_LR, RECIPES, TrainConfig, default_recipe
 
 app = typer.Typer(
     help="Train, evaluate and apply the learning-to-rank length predictor.",
@@ -50,15 +50,23 @@ def train_cmd(
     ] = "listmle",
     list_size: Annotated[int, typer.Option(help="Prompts per ListMLE list.", min=2)] = 32,
     batch_size: Annotated[int, typer.Option(help="Prompts per step, other losses.", min=1)] = 32,
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            help="Defaults for the three options below: "
+            + "; ".join(f"{r.name}: {r.describe()}" for r in RECIPES.values())
+            + ". Default: paper where a GPU trains, cpu otherwise."
+        ),
+    ] = None,
     max_prompt_tokens: Annotated[
-        int, typer.Option(help="Prompt cut, backbone tokens.", min=1)
-    ] = 2048,
-    epochs: Annotated[int, typer.Option(min=1)] = 5,
+        int | None, typer.Option(help="Prompt cut, backbone tokens [from --recipe].", min=1)
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="[from --recipe]", min=1)] = None,
     lr: Annotated[
         float | None,
         typer.Option(
-            help=f"Default {PRETRAINED_LR:g} for a pretrained backbone (the paper), "
-            f"{FROM_CONFIG_LR:g} for one built from config."
+            help=f"[from --recipe for a pretrained backbone; {FROM_CONFIG_LR:g} for one "
+            "built from config]"
         ),
     ] = None,
     weight_decay: float = 0.01,
@@ -75,11 +83,31 @@ def train_cmd(
     device: DeviceOpt = "auto",
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
 ) -> None:
-    """Train a predictor on a trace; its last 10% of rows validate each epoch."""
-    from policies.predictor.train import train
+    """Train a predictor on a trace; its last 10% of rows validate each epoch. Defaults
+    come from --recipe (cpu without a GPU, paper with one); the time left is printed after
+    the first steps."""
+    from predictor.errors import PredictorError
+    from predictor.train import train
+    from traces.outdir import out_dir_problem
 
+    if why := out_dir_problem(out):
+        raise PredictorError(f"--out {out}: {why}")
+    chosen = recipe or default_recipe(_gpu_trains(device))
+    if chosen not in RECIPES:
+        raise PredictorError(f"--recipe {chosen}: use one of {', '.join(RECIPES)}")
+    r = RECIPES[chosen]
+    if recipe is None:
+        other = next(o for o in RECIPES.values() if o.name != chosen)
+        err.print(
+            f"recipe {chosen} ({r.why}: {r.describe()}); --recipe {other.name} for "
+            f"{other.why} ({other.describe()})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    max_prompt_tokens = r.max_prompt_tokens if max_prompt_tokens is None else max_prompt_tokens
+    epochs = r.epochs if epochs is None else epochs
     if lr is None:
-        lr = FROM_CONFIG_LR if backbone in OPT_CONFIGS else PRETRAINED_LR
+        lr = FROM_CONFIG_LR if backbone in OPT_CONFIGS else r.pretrained_lr
     cfg = TrainConfig(
         backbone=backbone,
         loss=loss,
@@ -95,12 +123,24 @@ def train_cmd(
         seed=seed,
         device=device,
         threads=threads,
+        recipe=chosen,
     )
     summary = train(cfg, trace, out, console=err)
     err.print(
         f"wrote {out}: {summary['steps']} steps, {summary['wall_s']:.0f} s, "
-        f"validation tau {summary['val_kendall_tau']:.3f}"
+        f"validation tau {summary['val_kendall_tau']:.3f}",
+        highlight=False,
+        soft_wrap=True,
     )
+
+
+def _gpu_trains(device: str) -> bool:
+    """Whether `--device` puts training on a GPU (auto: when torch sees one)."""
+    if device != "auto":
+        return device.startswith("cuda")
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _progress(description: str, total: int) -> tuple[Progress, object]:
@@ -135,7 +175,7 @@ def eval_cmd(
     """Kendall's tau and Spearman of score vs true output length (1 = shortest first); for a
     distributional model also interval coverage, log-likelihood and CRPS, next to the
     training set's marginal length distribution."""
-    from policies.predictor.evaluate import evaluate
+    from predictor.evaluate import evaluate
 
     progress, task = _progress("scoring", _rows(trace))
     with progress:
@@ -205,7 +245,7 @@ def score_cmd(
 ) -> None:
     """Add a score_<name> column (higher = predicted shorter) to a trace, and for a
     distributional model its bin probabilities, dist_<name>_00 ... (rows sum to 1)."""
-    from policies.predictor.scoring import score_trace
+    from predictor.scoring import score_trace
 
     progress, task = _progress("scoring", _rows(trace))
     with progress:
@@ -218,8 +258,8 @@ def score_cmd(
             device,
             on_batch=lambda n: progress.advance(task, n),
         )
-    from policies.predictor.checkpoint import PREDICTOR_JSON
-    from policies.predictor.losses import DISTRIBUTIONAL
+    from predictor.checkpoint import PREDICTOR_JSON
+    from predictor.losses import DISTRIBUTIONAL
 
     loss = json.loads((model / PREDICTOR_JSON).read_text())["loss"]["kind"]
     dist = f" and dist_{column[len('score_') :]}_NN" if loss in DISTRIBUTIONAL else ""

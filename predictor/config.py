@@ -6,12 +6,44 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from policies.predictor.errors import PredictorError
+from predictor.errors import PredictorError
 
 # The paper's learning rate for fine-tuning a pretrained OPT. A backbone built from its
 # config starts from random weights and needs a larger one.
 PRETRAINED_LR = 2e-5
 FROM_CONFIG_LR = 5e-4
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named set of defaults for `predictor train`; any flag given overrides it."""
+
+    name: str
+    why: str
+    max_prompt_tokens: int
+    epochs: int
+    pretrained_lr: float  # the lr of a pretrained backbone (from config: FROM_CONFIG_LR)
+
+    def describe(self) -> str:
+        return (
+            f"{self.max_prompt_tokens:,} prompt tokens, {self.epochs} epochs, "
+            f"lr {self.pretrained_lr:g}"
+        )
+
+
+# paper: Fu et al. (2024) as vllm-ltr trains it, a GPU recipe (hours per epoch on a
+# CPU). cpu: the run of README's predictor table measured on a 2-core CPU (MiniLM,
+# ListMLE, 128 tokens, 2 epochs, lr 1e-4: test tau 0.368 on ShareGPT).
+RECIPES = {
+    "paper": Recipe("paper", "the paper's GPU recipe", 2048, 5, PRETRAINED_LR),
+    "cpu": Recipe("cpu", "the README's measured CPU recipe", 128, 2, 1e-4),
+}
+
+
+def default_recipe(cuda_available: bool) -> str:
+    """The paper's recipe where a GPU will train, the measured CPU one elsewhere."""
+    return "paper" if cuda_available else "cpu"
+
 
 # Input text: the first user turn in a simple chat template (the paper applies the
 # served model's chat template; any fixed template serves a ranker equally well).
@@ -43,6 +75,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    recipe: str = ""  # the Recipe the command line started from (a record; "" from code)
 
     def validate(self) -> None:
         for name in (

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from policies.predictor.errors import PredictorError
+from predictor.errors import PredictorError
 
 if TYPE_CHECKING:
     from torch import nn

@@ -13,6 +13,6 @@ CRPS in tokens (defined in metrics.py), next to the marginal histogram as a base
 Importing this package does not import torch; the modules that train and score do.
 """
 
-from policies.predictor.errors import PredictorError
+from predictor.errors import PredictorError
 
 __all__ = ["PredictorError"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +23,28 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from policies.lengthdist import histogram
-from policies.predictor.backbone import (
+from predictor.backbone import (
     build_from_config,
     load_pretrained,
     pooling_for,
     resolve_backbone,
 )
-from policies.predictor.checkpoint import Predictor, load_predictor, save_predictor
-from policies.predictor.config import TrainConfig
-from policies.predictor.data import provenance, read_prompts, split_train_val
-from policies.predictor.errors import PredictorError
-from policies.predictor.losses import (
+from predictor.checkpoint import Predictor, load_predictor, save_predictor
+from predictor.config import TrainConfig
+from predictor.data import provenance, read_prompts, split_train_val
+from predictor.errors import PredictorError
+from predictor.eta import Eta
+from predictor.losses import (
     MARGINAL_PSEUDO_COUNT,
     LossSpec,
     Objective,
     fit_buckets,
     parse_loss,
 )
-from policies.predictor.metrics import distribution_metrics, ranking_metrics
-from policies.predictor.model import LengthRanker, forward_grouped
-from policies.predictor.scoring import predict_ids
-from policies.predictor.tokenizer import encode, format_prompt, train_bpe_tokenizer
+from predictor.metrics import distribution_metrics, ranking_metrics
+from predictor.model import LengthRanker, forward_grouped
+from predictor.scoring import predict_ids
+from predictor.tokenizer import encode, format_prompt, train_bpe_tokenizer
 
 
 def pick_device(name: str) -> torch.device:
@@ -52,9 +54,14 @@ def pick_device(name: str) -> torch.device:
 
 
 def train(
-    cfg: TrainConfig, trace: str | Path, out_dir: str | Path, console: Console | None = None
+    cfg: TrainConfig,
+    trace: str | Path,
+    out_dir: str | Path,
+    console: Console | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Any]:
-    """Train a predictor on trace as cfg says; write it to out_dir; return a summary."""
+    """Train a predictor on trace as cfg says; write it to out_dir; return a summary.
+    After the first steps it prints how long the rest will take (by `clock`)."""
     started, cpu_started = time.perf_counter(), time.process_time()
     cfg.validate()
     console = console or Console(stderr=True)
@@ -106,9 +113,11 @@ def train(
         MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.4f}  val tau {task.fields[tau]}"),
         TimeElapsedColumn(),
+        TextColumn("{task.fields[left]}"),
     ]
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("train", total=total_steps, loss=math.nan, tau="-")
+        task = progress.add_task("train", total=total_steps, loss=math.nan, tau="-", left="")
+        eta = Eta(total_steps, clock)
         for epoch in range(cfg.epochs):
             order = rng.permutation(train_idx)
             for b in range(steps_per_epoch):
@@ -137,12 +146,16 @@ def train(
                         "lr": scheduler.get_last_lr()[0],
                     }
                 )
-                progress.update(task, advance=1, loss=running)
+                first = eta.step()
+                progress.update(task, advance=1, loss=running, left=eta.left())
+                if first:
+                    console.print(f"{first} (epoch {epoch + 1} of {cfg.epochs})", soft_wrap=True)
                 step = len(log["steps"])
                 if not console.is_terminal and step % max(1, total_steps // 50) == 0:
                     console.print(
                         f"step {step}/{total_steps} epoch {epoch + 1} loss "
-                        f"{running:.4f} {time.perf_counter() - started:.0f} s"
+                        f"{running:.4f} {time.perf_counter() - started:.0f} s, {eta.left()}",
+                        soft_wrap=True,
                     )
 
             val_scores, val_dists = predict_ids(predictor, [ids[i] for i in val_idx], 64)
@@ -159,7 +172,10 @@ def train(
             progress.update(task, tau=f"{val['kendall_tau']:.3f}")
             if not console.is_terminal:
                 extra = f", log-lik {entry['val_log_lik']:.3f}" if val_dists is not None else ""
-                console.print(f"epoch {epoch + 1}: validation tau {val['kendall_tau']:.3f}{extra}")
+                console.print(
+                    f"epoch {epoch + 1}: validation tau {val['kendall_tau']:.3f}{extra}",
+                    soft_wrap=True,
+                )
             predictor.info["train"] = {
                 "epochs_done": epoch + 1,
                 "steps": len(log["steps"]),

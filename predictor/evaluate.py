@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from policies.lengthdist import NUM_BINS, from_counts
-from policies.predictor.checkpoint import Predictor, load_predictor
-from policies.predictor.data import read_prompts
-from policies.predictor.metrics import distribution_metrics, ranking_metrics
-from policies.predictor.scoring import predict_prompts
+from predictor.checkpoint import Predictor, load_predictor
+from predictor.data import read_prompts
+from predictor.metrics import distribution_metrics, ranking_metrics
+from predictor.scoring import predict_prompts
 
 
 def evaluate(

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from policies.predictor.backbone import offline
-from policies.predictor.errors import PredictorError
+from predictor.backbone import offline
+from predictor.errors import PredictorError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

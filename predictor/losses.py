@@ -43,7 +43,7 @@ from policies.lengthdist import (
     histogram,
     quantile_tokens,
 )
-from policies.predictor.errors import PredictorError
+from predictor.errors import PredictorError
 
 if TYPE_CHECKING:
     import torch

@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from policies.predictor.backbone import offline
-from policies.predictor.errors import PredictorError
-from policies.predictor.losses import LossSpec, Objective
-from policies.predictor.tokenizer import load_tokenizer
+from predictor.backbone import offline
+from predictor.errors import PredictorError
+from predictor.losses import LossSpec, Objective
+from predictor.tokenizer import load_tokenizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from policies.predictor.model import LengthRanker
+    from predictor.model import LengthRanker
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -97,7 +97,7 @@ def load_predictor(model_dir: str | Path, device: str = "cpu") -> Predictor:
     from safetensors.torch import load_model
     from transformers import AutoConfig, AutoModel
 
-    from policies.predictor.model import LengthRanker
+    from predictor.model import LengthRanker
 
     try:
         config = AutoConfig.from_pretrained(model_dir, local_files_only=True)

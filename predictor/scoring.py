@@ -12,11 +12,11 @@ import pandas as pd
 import torch
 
 from policies.lengthdist import dist_columns
-from policies.predictor.checkpoint import Predictor, load_predictor
-from policies.predictor.data import read_prompts
-from policies.predictor.errors import PredictorError
-from policies.predictor.model import collate
-from policies.predictor.tokenizer import encode, format_prompt
+from predictor.checkpoint import Predictor, load_predictor
+from predictor.data import read_prompts
+from predictor.errors import PredictorError
+from predictor.model import collate
+from predictor.tokenizer import encode, format_prompt
 from traces.io import write_trace
 from traces.schema import SCORE_PREFIX
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from policies.predictor.errors import PredictorError
+from predictor.errors import PredictorError
 from traces.io import read_trace
 
 
