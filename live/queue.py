@@ -40,11 +40,15 @@ class PolicyQueue(_RequestQueue):  # type: ignore[misc,valid-type]
         if full or len(self._moved) > self.INSERT_AT_MOST:
             self._q.sort(key=key)
         else:
+            # All of them out first: a binary search needs the rest in order.
+            back = []
             for r in self._moved:
                 try:
                     self._q.remove(r)
-                except ValueError:  # left the queue since
+                except ValueError:  # left the queue since (or listed twice)
                     continue
+                back.append(r)
+            for r in back:
                 bisect.insort(self._q, r, key=key)
         self._moved = []
 
