@@ -5,6 +5,7 @@ several policies in turn without a restart."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,9 @@ class PolicyRun:
 
     Times given to the policy are seconds since t0 (time.monotonic() of the driver at
     trace time 0; CLOCK_MONOTONIC is shared by all processes of a machine). Without a
-    t0 from the driver, the first request's arrival fixes it."""
+    t0 from the driver, the first request's arrival fixes it. A request without a traced
+    arrival arrives at its Request.arrival_time (vLLM's wall clock), moved onto this
+    clock by one offset taken at the first request, so their order is vLLM's."""
 
     run_id: str
     config: PluginConfig
@@ -37,6 +40,7 @@ class PolicyRun:
     error: str | None = None
     steps: int = 0  # steps scheduled so far in this run
     header: dict[str, Any] = field(default_factory=dict)
+    wall_to_run_s: float | None = None  # run clock = time.time() + this
 
     @classmethod
     def start(cls, run_id: str, config: PluginConfig, t0: float | None,
@@ -67,7 +71,12 @@ class PolicyRun:
     def add(self, request: Any, tag: RequestTag, monotonic_s: float) -> RequestView:
         if self.t0 is None:
             self.t0 = monotonic_s - (tag.arrival_s or 0.0)
-        return self.tracker.add(request, tag, self.now_s(monotonic_s))
+        now_s = self.now_s(monotonic_s)
+        if self.wall_to_run_s is None:
+            self.wall_to_run_s = now_s - time.time()
+        arrival = getattr(request, "arrival_time", None)
+        arrived_s = None if arrival is None else float(arrival) + self.wall_to_run_s
+        return self.tracker.add(request, tag, now_s, arrived_s)
 
     def rank_keys(self, monotonic_s: float) -> tuple[dict[str, tuple], bool]:
         """Every live request's key and whether waiting ones may have moved (see

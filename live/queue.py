@@ -4,7 +4,9 @@ The plug-in replaces the scheduler's `self.waiting` (a deque for `fcfs`, a heap 
 `priority` in vLLM 0.32, vllm/v1/core/sched/request_queue.py) with this queue and sorts
 it by the policy's keys at the start of every schedule(); inside a step it behaves as
 vLLM's FCFS queue, so vLLM's own admission loop (peek, pop, prepend skipped or
-preempted requests) runs unchanged over the policy's order.
+preempted requests) runs unchanged over the policy's order. Read as a sequence it is
+what vLLM's FCFS deque is: indexable, iterable front to back, sized, with `in`,
+`remove` and `reversed`.
 """
 
 from __future__ import annotations
@@ -38,11 +40,15 @@ class PolicyQueue(_RequestQueue):  # type: ignore[misc,valid-type]
         if full or len(self._moved) > self.INSERT_AT_MOST:
             self._q.sort(key=key)
         else:
+            # All of them out first: a binary search needs the rest in order.
+            back = []
             for r in self._moved:
                 try:
                     self._q.remove(r)
-                except ValueError:  # left the queue since
+                except ValueError:  # left the queue since (or listed twice)
                     continue
+                back.append(r)
+            for r in back:
                 bisect.insort(self._q, r, key=key)
         self._moved = []
 
@@ -70,6 +76,8 @@ class PolicyQueue(_RequestQueue):  # type: ignore[misc,valid-type]
     def remove_request(self, request: Any) -> None:
         self._q.remove(request)
 
+    remove = remove_request  # as on vLLM's FCFS deque
+
     def remove_requests(self, requests: Iterable[Any]) -> None:
         gone = set(requests)
         self._q = [r for r in self._q if r not in gone]
@@ -82,3 +90,12 @@ class PolicyQueue(_RequestQueue):  # type: ignore[misc,valid-type]
 
     def __iter__(self) -> Iterator[Any]:
         return iter(list(self._q))
+
+    def __reversed__(self) -> Iterator[Any]:
+        return reversed(list(self._q))
+
+    def __getitem__(self, index: int) -> Any:
+        return self._q[index]
+
+    def __contains__(self, request: object) -> bool:
+        return request in self._q

@@ -9,11 +9,18 @@ Seams, as read in vLLM 0.32 (vllm/v1/core/sched/scheduler.py):
 - before each schedule() every live request gets the policy's key; `self.waiting` is a
   PolicyQueue sorted by it, so vLLM's admission loop takes waiting requests in policy
   order and stops at the first that does not fit, as it does for FCFS;
-- the preemption victim: in `priority` mode vLLM preempts max(running, key=(priority,
-  arrival_time)). The plug-in runs vLLM in that mode and sets each request's priority
-  to its rank under the policy, so the victim is the lowest-ranked running request, as
-  in the simulator. (A request's own priority field stays readable by policies as the
-  feature score_priority = -priority.)
+- the preemption victim: in `fcfs` mode vLLM preempts running[-1]. Before each
+  schedule() the plug-in sorts `self.running` in place by the same keys, best first, so
+  running requests get the token budget in policy order and the victim is the
+  lowest-ranked one, as in the simulator. `Request.priority` is never written: it is the
+  user's, and KV connectors read it (a request's own priority stays readable by policies
+  as the feature score_priority = -priority);
+- vLLM's `--scheduling-policy priority` is honoured: the request's priority comes first
+  in every key (vLLM's order is (priority, arrival_time)), the policy orders requests of
+  equal priority, and vLLM runs its `fcfs` victim rule over that order, so with `fcfs`
+  the plug-in schedules and preempts as vLLM's priority scheduler does. vLLM's
+  `kv_holding_waiting` queue (waiting requests that hold KV blocks, drained first) keeps
+  vLLM's own order;
 - counters: update_from_output() moves each request's RequestView with
   policies.base.RequestCounters; one JSON line per step goes to the step log;
 - scores: with a predictor configured (live/inserver.py), the requests that arrived
@@ -51,6 +58,15 @@ DEFAULT_RUN = "default"
 class PolicySchedulingMixin:
     """The plug-in's behaviour, over either of vLLM's scheduler classes."""
 
+    # Until __init__ runs (an instance made with object.__new__, as some of vLLM's own
+    # tests do) the hooks pass straight through to vLLM's scheduler.
+    _ltr_run: PolicyRun | None = None
+    _ltr_scorer: InServerScorer | None = None
+    _ltr_pending: Any = ()
+    _ltr_spill_s = 0.0
+    _ltr_pending_ours = 0.0
+    _ltr_priority_mode = False
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._ltr_support = support_status(vllm.__version__)
@@ -76,7 +92,10 @@ class PolicySchedulingMixin:
         self._ltr_pending: deque[tuple[Any, StepRecord, float, float]] = deque()
         self._ltr_spill_s = 0.0  # our time outside any step (add_request, log writes)
         self._ltr_pending_ours = 0.0  # our time after the last schedule()
-        self.policy = SchedulingPolicy.PRIORITY  # victim = max (priority, arrival): our rank
+        # The user's mode orders our keys; vLLM's victim rule is then fcfs's, running[-1]
+        # of the running list that schedule() sorts by those keys.
+        self._ltr_priority_mode = self.policy == SchedulingPolicy.PRIORITY
+        self.policy = SchedulingPolicy.FCFS
         self.waiting = PolicyQueue(self.waiting)
 
     # ------------------------------------------------------------------ engine info
@@ -94,6 +113,7 @@ class PolicySchedulingMixin:
             "max_model_len": self.max_model_len,
             "prefix_caching": bool(cc.enable_prefix_caching),
             "async_scheduling": bool(getattr(sc, "async_scheduling", False)),
+            "scheduling_policy": "priority" if self._ltr_priority_mode else "fcfs",
         }
 
     def _ltr_run_for(self, tag: RunTag) -> PolicyRun:
@@ -103,6 +123,7 @@ class PolicySchedulingMixin:
             return old
         run = PolicyRun.start(run_id, self._ltr_config.for_run(tag), tag.t0,
                               self._ltr_engine_info())
+        run.tracker.priority_first = self._ltr_priority_mode
         if self._ltr_scorer is not None:
             run.tracker.score_column = self._ltr_scorer.column
         if old is not None:  # requests left from the last run stay ranked
@@ -141,12 +162,10 @@ class PolicySchedulingMixin:
         p0 = time.perf_counter()
         try:
             keys, full = run.rank_keys(start)
-            self._ltr_rank_running(keys)
-            self.waiting.reorder(
-                lambda r: (0, keys[r.request_id]) if r.request_id in keys
-                else (1, r.arrival_time),
-                full or scored > 0,  # newly scored requests leave their unscored place
-            )
+            order = self._ltr_order(keys)
+            self.running.sort(key=order)  # in place: vLLM holds this list
+            # newly scored requests leave their unscored place
+            self.waiting.reorder(order, full or scored > 0)
         except Exception as e:  # noqa: BLE001
             self._ltr_fail(e)
         ours = time.perf_counter() - p0
@@ -197,16 +216,20 @@ class PolicySchedulingMixin:
         super().shutdown()
 
     # ------------------------------------------------------------------ our work
-    def _ltr_rank_running(self, keys: dict[str, tuple]) -> None:
-        """Priority = rank among the running requests, so that vLLM's victim choice
-        max(running, key=(priority, arrival_time)) takes the lowest-ranked one. Waiting
-        requests keep theirs (a heap of them must not see its keys move)."""
-        known = [r for r in self.running if r.request_id in keys]
-        for rank, r in enumerate(sorted(known, key=lambda r: keys[r.request_id])):
-            r.priority = rank
-        for r in self.running:
-            if r.request_id not in keys:
-                r.priority = len(self.running)  # unranked: preempted first
+    def _ltr_order(self, keys: dict[str, tuple]) -> Any:
+        """Sort key over vLLM requests: ranked ones by their key, then the unranked (a
+        score on the way) in arrival order; in priority mode, all of it within each
+        priority. Running requests sort with it too, so vLLM's victim, running[-1], is
+        the lowest-ranked one, unranked first."""
+        prio = self._ltr_priority_mode
+
+        def order(r: Any) -> tuple:
+            k = keys.get(r.request_id)
+            if k is not None:
+                return (k[0] if prio else 0, 0, k)  # k[0]: the priority it was keyed with
+            return (r.priority if prio else 0, 1, (r.arrival_time, r.request_id))
+
+        return order
 
     def _ltr_batch(self, run: PolicyRun, out: Any, start: float, end: float) -> StepRecord:
         """Batch composition of the step vLLM just scheduled (computed tokens are

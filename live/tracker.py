@@ -1,6 +1,12 @@
 """One RequestView per vLLM request: the adapter between vLLM's Request objects and the
 policy contract. Counters move with policies.base.RequestCounters, the same rules the
-simulator uses, so a policy sees the same numbers in both engines."""
+simulator uses, so a policy sees the same numbers in both engines.
+
+A request's order key is (its vLLM priority, when vLLM runs in `priority` mode), then the
+policy's key, then vLLM's own tie-break, `Request.arrival_time`, then policies.base's
+tie_key. A request with no traced arrival arrives at its `Request.arrival_time` on the
+run's clock. The priority is read whenever the request is keyed (every step while it
+runs, and when it joins the waiting queue), never written."""
 
 from __future__ import annotations
 
@@ -47,9 +53,14 @@ class RequestTracker:
     score_column: str | None = None
     # Called with a dropped request's id (PolicyRun: the policy's forget()).
     on_drop: Callable[[int], None] | None = None
+    # vLLM runs in `priority` mode: Request.priority orders before the policy's key.
+    priority_first: bool = False
 
-    def add(self, request: Any, tag: RequestTag, now_s: float) -> RequestView:
-        """Make the view of a request entering the scheduler."""
+    def add(self, request: Any, tag: RequestTag, now_s: float,
+            arrived_s: float | None = None) -> RequestView:
+        """Make the view of a request entering the scheduler. Its arrival: the traced
+        one (tag), else arrived_s (its Request.arrival_time on the run's clock), else
+        now_s."""
         sp = getattr(request, "sampling_params", None)
         output = tag.output_tokens
         if output is None and sp is not None and getattr(sp, "ignore_eos", False):
@@ -58,13 +69,16 @@ class RequestTracker:
         if self.score_column is not None:
             pass  # the scorer fills it (or takes the priority) before the first key
         elif not any(k.startswith(SCORE_PREFIX) for k in features):
-            # vLLM's priority field, lower first, as a score (higher = served first).
-            features[SCORE_PREFIX + "priority"] = -float(getattr(request, "priority", 0) or 0)
+            # vLLM's priority field, lower first, as a score (higher = served first),
+            # re-read whenever the request is keyed (sync).
+            features[PRIORITY_SCORE] = priority_score(request)
         rid = tag.request_id
         if rid is None:
             rid = self._next_id
         self._next_id = max(self._next_id, rid + 1)
-        arrival = now_s if tag.arrival_s is None else tag.arrival_s
+        arrival = tag.arrival_s
+        if arrival is None:
+            arrival = now_s if arrived_s is None else arrived_s
         view = RequestView(
             request_id=rid,
             arrival_s=arrival,
@@ -96,7 +110,17 @@ class RequestTracker:
             RequestCounters.on_skipped(v, skipped)
             e.synced_step = self.step
         v.tokens_generated = int(e.request.num_output_tokens)
+        if PRIORITY_SCORE in v.features:
+            v.features[PRIORITY_SCORE] = priority_score(e.request)  # type: ignore[index]
         return v
+
+    def order_key(self, e: Tracked, policy_key: Any) -> tuple:
+        """The request's place: (vLLM priority,) policy key, vLLM's tie-break, ours."""
+        r = e.request
+        tie = (float(getattr(r, "arrival_time", 0.0) or 0.0), tie_key(e.view))
+        if self.priority_first:
+            return (int(getattr(r, "priority", 0) or 0), policy_key, *tie)
+        return (policy_key, *tie)
 
     def rank_keys(self, policy: Policy, now_s: float) -> tuple[dict[str, tuple], bool]:
         """Every live request's key (the policy's, then the tie-breaker), and whether
@@ -119,7 +143,7 @@ class RequestTracker:
             if self.score_column is not None and self.score_column not in v.features:
                 unscored.add(vid)  # its score is on the way: no key yet (see live/inserver.py)
                 continue
-            e.key = (policy.key(v, now_s), tie_key(v))
+            e.key = self.order_key(e, policy.key(v, now_s))
             self.keys[vid] = e.key
         if not policy.static_keys:
             if full:
@@ -201,6 +225,14 @@ class RequestTracker:
     def forget_keys(self) -> None:
         """Re-key every request at the next step (the policy changed)."""
         self._rekey_all = True
+
+
+PRIORITY_SCORE = SCORE_PREFIX + "priority"
+
+
+def priority_score(request: Any) -> float:
+    """vLLM's priority (lower first) as a score (higher first)."""
+    return -float(getattr(request, "priority", 0) or 0)
 
 
 def per_request_horizon(policy: Policy) -> bool:

@@ -311,3 +311,26 @@ def test_quiet_vllm_keeps_the_users_own_level(monkeypatch):
     with warnings.catch_warnings():
         quiet_vllm()
     assert os.environ["VLLM_LOGGING_LEVEL"] == "INFO" and "PYTHONWARNINGS" not in os.environ
+
+
+def test_policy_queue_places_several_newcomers_of_one_step_in_order():
+    keys = {"a": 3, "b": 2, "c": 1, "d": 2.5}
+    reqs = {k: FakeRequest(k) for k in keys}
+    q = PolicyQueue()
+    q.add_request(reqs["a"])
+    q.reorder(key=lambda r: keys[r.request_id])
+    for k in "bcd":  # three arrive in one step, each behind the unsorted others
+        q.add_request(reqs[k])
+    q.reorder(key=lambda r: keys[r.request_id], full=False)
+    assert [r.request_id for r in q] == ["c", "b", "d", "a"]
+
+
+def test_policy_queue_reads_as_vllms_fcfs_deque():
+    reqs = [FakeRequest(str(i)) for i in range(4)]
+    q = PolicyQueue(reqs)
+    assert q[0] is reqs[0] and q[-1] is reqs[3] and q[1:3] == reqs[1:3]
+    assert reqs[2] in q and FakeRequest("x") not in q
+    assert [r.request_id for r in reversed(q)] == ["3", "2", "1", "0"]
+    q.remove(reqs[1])
+    q.prepend_request(reqs[1])
+    assert [r.request_id for r in q] == ["1", "0", "2", "3"] and len(q) == 4
