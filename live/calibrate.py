@@ -1,7 +1,9 @@
 """Fit the simulator's step-time model to a live run's logged steps.
 
 t = c0 + prefill_token * P + prefill_sq * sum(chunk^2) + decode_req * D + decode_ctx_token * C
-(sim/profile.py), by non-negative least squares over the run's non-empty steps, and
++ prefill_ctx_token * prefill_ctx (sim/profile.py; prefill_ctx: each chunk's tokens times
+the tokens cached before it, 0 in step logs written before it was logged), by
+non-negative least squares over the run's non-empty steps, and
 written as a profile file `ltrsched simulate --profile` loads. sim/ is not imported:
 the YAML layout is written here and checked by loading it with the simulator.
 """
@@ -22,8 +24,10 @@ from live.errors import LiveError
 from traces.io import atomic_write
 from traces.results import read_run
 
-FEATURES = ("prefill_tokens", "prefill_sq_tokens", "decode_requests", "decode_context_tokens")
-COEFFICIENTS = ("c0_s", "prefill_token_s", "prefill_sq_s", "decode_req_s", "decode_ctx_token_s")
+FEATURES = ("prefill_tokens", "prefill_sq_tokens", "decode_requests", "decode_context_tokens",
+            "prefill_ctx_tokens")
+COEFFICIENTS = ("c0_s", "prefill_token_s", "prefill_sq_s", "decode_req_s", "decode_ctx_token_s",
+                "prefill_ctx_token_s")
 ENGINE_KEYS = ("num_gpu_blocks", "block_size", "max_num_seqs", "max_num_batched_tokens",
                "chunked_prefill", "max_model_len")
 MIN_STEPS = 20
@@ -66,7 +70,10 @@ class StepFit:
 
 
 def fit_step_time(steps: pd.DataFrame) -> StepFit:
-    """NNLS of duration_s on [1, P, sum chunk^2, D, C] over steps that scheduled work."""
+    """NNLS of duration_s on [1, P, sum chunk^2, D, C, prefill_ctx] over steps that
+    scheduled work."""
+    if "prefill_ctx_tokens" not in steps.columns:  # logged before prefix caching was
+        steps = steps.assign(prefill_ctx_tokens=0)
     use = steps[np.isfinite(steps["duration_s"]) & (steps["duration_s"] > 0)]
     if "scheduled_requests" in use.columns:
         use = use[use["scheduled_requests"] > 0]
@@ -105,7 +112,8 @@ def build_profile(fit: StepFit, summary: dict[str, Any], run_names: list[str],
     method = (
         f"Non-negative least squares (scipy.optimize.nnls) of each step's duration on "
         f"[1, prefill_tokens, sum of squared prefill chunks, decode requests, their context "
-        f"tokens], over the {fit.steps} non-empty steps of the live "
+        f"tokens, prefill chunk x cached context tokens], over the {fit.steps} non-empty "
+        f"steps of the live "
         f"{'run' if len(run_names) == 1 else 'runs'} {', '.join(map(repr, run_names))} "
         f"(model {model}, policy {summary.get('policy')}), logged by the ltrsched scheduler "
         f"plug-in on {device}, vLLM {version}, {date}. A step's duration runs from its "

@@ -41,9 +41,12 @@ def replay(
         help="vLLM's share of GPU memory (on CPU: of RAM, for KV) [0.3 on CPU].")] = None,
     enforce_eager: Annotated[bool, Opt(help="No CUDA graphs / compilation: faster start.")] = False,
     num_gpu_blocks: Annotated[int | None, Opt(help="Override vLLM's KV block count.")] = None,
+    block_size: Annotated[int | None, Opt(help="Tokens per KV block [vLLM's: 16 on GPU, "
+                                               "128 on CPU].")] = None,
     max_model_len: Annotated[int | None, Opt(help="vLLM max_model_len.")] = None,
-    prefix_caching: Annotated[bool, Opt(help="vLLM prefix caching (off: the simulator "
-                                             "has none).")] = False,
+    prefix_caching: Annotated[bool, Opt(help="vLLM's automatic prefix caching (vLLM V1's "
+                                             "default); each run starts with it empty.")
+                              ] = True,
     server: Annotated[str | None, Opt(help="Replay against this running vLLM server "
                                            "(http://host:port) instead.")] = None,
     step_log: Annotated[Path | None, Opt(help="Server mode: the step log its plug-in writes "
@@ -67,8 +70,7 @@ def replay(
 ) -> None:
     """Replay a trace open-loop on vLLM under one or more policies; write the run(s)."""
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout: results
-    from live.run import RunSpec
-    from traces.io import read_trace
+    from live.run import RunSpec, read_replay_trace
 
     if server is not None and predictor is not None:
         raise LiveError("--predictor is for the in-process engine; a server loads its own "
@@ -82,7 +84,7 @@ def replay(
         twice = next(n for n in names if names.count(n) > 1)
         raise LiveError(f"--policy {twice} given twice: pass it once, with --repeats N "
                         "for replicates")
-    df, _ = read_trace(trace)
+    df = read_replay_trace(trace)
     if repeats > 1:
         plan = [(p, out / f"{n}_r{k}") for k in range(repeats)
                 for p, n in zip(policy, names, strict=True)]
@@ -104,7 +106,7 @@ def replay(
             model=model, dummy_weights=dummy_weights, max_num_seqs=max_num_seqs,
             max_num_batched_tokens=max_batched_tokens,
             gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager,
-            num_gpu_blocks=num_gpu_blocks, max_model_len=max_model_len,
+            num_gpu_blocks=num_gpu_blocks, block_size=block_size, max_model_len=max_model_len,
             prefix_caching=prefix_caching, seed=seed,
             predictor=str(predictor) if predictor else None, predictor_device=predictor_device,
             predictor_mode=predictor_mode,
@@ -132,8 +134,9 @@ async def _replay_server(url, model, df, specs, step_log: Path | None,
         out = []
         for spec in specs:
             spec = replace(spec, step_log=step_log, send_run_config=local)
-            out.append(await run_trace(backend, df, spec, info, vocab_size,
-                                       max_model_len=info.get("max_model_len")))
+            reset = await backend.reset_prefix_cache()
+            out.append(await run_trace(backend, df, spec, {**info, "prefix_cache_reset": reset},
+                                       vocab_size, max_model_len=info.get("max_model_len")))
         return out
     finally:
         await backend.close()

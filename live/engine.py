@@ -52,8 +52,9 @@ class EngineOptions:
     gpu_memory_utilization: float | None = None  # default: vLLM's, 0.3 on CPU
     enforce_eager: bool = False
     num_gpu_blocks: int | None = None  # vLLM's num_gpu_blocks_override
+    block_size: int | None = None  # tokens per KV block [vLLM's: 16 on GPU, 128 on CPU]
     max_model_len: int | None = None
-    prefix_caching: bool = False  # off: the simulator models no prefix cache
+    prefix_caching: bool = True  # vLLM V1's default, and the simulator's in vllm-v1 mode
     dtype: str = "auto"
     seed: int = 0
     predictor: str | None = None  # in-server scoring (live/inserver.py)
@@ -94,6 +95,7 @@ class EngineOptions:
             ("max_num_batched_tokens", self.max_num_batched_tokens),
             ("gpu_memory_utilization", util),
             ("num_gpu_blocks_override", self.num_gpu_blocks),
+            ("block_size", self.block_size),
             ("max_model_len", self.max_model_len),
         ):
             if value is not None:
@@ -126,7 +128,8 @@ class EngineBackend:
             stream = self.llm.generate({"prompt_token_ids": prompt_ids}, sp,
                                        request_id=f"{self.run_id}-{rec.request_id}")
             async for out in stream:
-                rec.on_tokens(len(out.outputs[0].token_ids), clock())
+                ids = out.outputs[0].token_ids
+                rec.on_tokens(len(ids), clock(), ids)
                 if out.finished:
                     final = out
         except ValueError as e:  # vLLM's input validation: too long for the model
@@ -134,6 +137,8 @@ class EngineBackend:
         if final is None:
             raise RuntimeError("the stream ended without a finished output")
         self._engine_times(rec, getattr(final, "metrics", None))
+        cached = getattr(final, "num_cached_tokens", None)  # set at its first scheduling
+        rec.cached_tokens = int(cached) if cached is not None and cached >= 0 else -1
         check_length(rec)
         rec.status = FINISHED
 
@@ -213,6 +218,8 @@ class LiveEngine:
         Path(spec.out).mkdir(parents=True, exist_ok=True)
         if spec.step_log.exists():
             spec.step_log.unlink()
+        if self.info["prefix_caching"]:  # each run starts cold, as a simulation does
+            await self.llm.reset_prefix_cache()
         backend = EngineBackend(self.llm)
         tok = Path(self.options.model) / "tokenizer.json"
         tokenizer = tok if tok.is_file() and not self.options.dummy_weights else None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import pandas as pd
 
-from traces.results import REQUEST_COLUMNS, add_derived_columns
+from traces.results import PREFIX_REQUEST_COLUMNS, REQUEST_COLUMNS, add_derived_columns
 
 NAN = math.nan
 FINISHED, REJECTED, FAILED, UNFINISHED = "finished", "rejected", "failed", "unfinished"
@@ -16,7 +16,10 @@ FINISHED, REJECTED, FAILED, UNFINISHED = "finished", "rejected", "failed", "unfi
 @dataclass
 class RequestRecord:
     """One request of a replay. Times are seconds from trace time 0 on the driver's
-    monotonic clock; arrival_s is the traced arrival, submit_s when it was sent."""
+    monotonic clock; arrival_s is the traced arrival (a session's later turn: when it was
+    sent, as the simulator records it), submit_s when it was sent. cached_tokens: vLLM's
+    num_cached_tokens, -1 where the engine did not report it. output_ids: the answer's
+    token ids, kept only where a session's next turn needs them (else None)."""
 
     request_id: int
     arrival_s: float
@@ -34,11 +37,16 @@ class RequestRecord:
     status: str = UNFINISHED
     error: str = ""
     last_token_s: float = NAN  # when the driver last received tokens
+    cached_tokens: int = -1
+    output_ids: list[int] | None = None
 
-    def on_tokens(self, n: int, t: float) -> None:
-        """n new output tokens reached the driver at t: track first token and gaps."""
+    def on_tokens(self, n: int, t: float, ids: list[int] | None = None) -> None:
+        """n new output tokens (ids, where the backend has them) reached the driver at t:
+        track first token and gaps."""
         if n <= 0:
             return
+        if self.output_ids is not None and ids is not None:
+            self.output_ids.extend(ids)
         if math.isnan(self.first_token_s):
             self.first_token_s = t
         elif t - self.last_token_s > self.max_token_gap_s:
@@ -63,10 +71,11 @@ LIVE_REQUEST_COLUMNS = ("policy_id", "submit_s", "queued_s", "error")
 
 def requests_frame(records: list[RequestRecord]) -> pd.DataFrame:
     """The shared requests.parquet schema (traces/results.py) plus live-only columns."""
-    names = [f.name for f in fields(RequestRecord)]
-    df = pd.DataFrame([asdict(r) for r in records], columns=names)
-    df = df[[*REQUEST_COLUMNS, *LIVE_REQUEST_COLUMNS]].astype(
+    names = [*REQUEST_COLUMNS, *PREFIX_REQUEST_COLUMNS, *LIVE_REQUEST_COLUMNS]
+    df = pd.DataFrame([{k: getattr(r, k) for k in names} for r in records], columns=names)
+    df = df.astype(
         {"request_id": "int64", "prompt_tokens": "int64", "output_tokens": "int64",
-         "tokens_generated": "int64", "preemptions": "int64", "policy_id": "int64"}
+         "tokens_generated": "int64", "preemptions": "int64", "policy_id": "int64",
+         "cached_tokens": "int64"}
     )
     return add_derived_columns(df)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from live.prompts import prompt_token_ids
 from live.records import FAILED, RequestRecord, requests_frame
-from live.replay import Backend, replay
+from live.replay import Backend, Turns, replay
 from live.steplog import StepLog, read_step_log, steps_frame
 from live.xargs import RequestTag, RunTag, encode
 from policies import make_policy
@@ -24,7 +24,8 @@ from policies.lengthdist import DIST_PREFIX
 from policies.views import feature_columns, in_policy_order, views_from_trace
 from traces.fingerprint import FINGERPRINT_KEY, trace_fingerprint
 from traces.results import summarize_run, write_run
-from traces.schema import SCORE_PREFIX
+from traces.schema import HASH_BLOCK_TOKENS_KEY, SCORE_PREFIX
+from traces.sessions import next_turns
 
 START_LEAD_S = 0.05  # trace time 0 this far in the future, so the first request is on time
 
@@ -53,12 +54,16 @@ async def run_trace(
     max_model_len: int | None = None,
 ) -> dict[str, Any]:
     """Replay trace under spec.policy; write requests.parquet, steps.parquet and
-    summary.json to spec.out; return the summary."""
+    summary.json to spec.out; return the summary. A trace with hash_ids needs its
+    hash_block_tokens in trace.attrs (read_trace's metadata key of that name)."""
+    hash_block_tokens = trace.attrs.get(HASH_BLOCK_TOKENS_KEY)
     df = in_policy_order(trace)
     policy = make_policy(spec.policy)
     if not spec.scored_in_server:  # else the scores do not exist before the server's step
         policy.prepare(views_from_trace(df))  # fails here, clearly, on a column it lacks
-    prompts, how = prompt_token_ids(df, vocab_size, tokenizer_file, spec.seed)
+    prompts, how = prompt_token_ids(df, vocab_size, tokenizer_file, spec.seed,
+                                    hash_block_tokens)
+    turns = session_turns(df)
     run_id = uuid.uuid4().hex[:12]
     t0 = time.monotonic() + START_LEAD_S
     feature_cols = feature_columns(df)
@@ -88,7 +93,7 @@ async def run_trace(
     started = dt.datetime.now(dt.timezone.utc)
     wall0 = time.monotonic()
     reason = await replay(backend, records, prompts, xargs, t0, spec.stall_timeout_s,
-                          max_model_len)
+                          max_model_len, turns)
     wall_s = time.monotonic() - wall0
     log = _read_log(spec.step_log, run_id)
     req = requests_frame(records)
@@ -100,6 +105,10 @@ async def run_trace(
         FINGERPRINT_KEY: trace_fingerprint(df),
         "engine": "vllm",
         "prompt_ids": how,
+        "sessions": None if turns is None else {
+            "turns_after_the_first": sum(p >= 0 for p in turns.previous),
+            "arrival_s": "a later turn's: when it was sent, think_s after its previous "
+                         "turn's answer reached the driver (closed loop)"},
         "started_at": started.isoformat(timespec="seconds"),
         "replay_wall_s": wall_s,
         **provenance,
@@ -117,6 +126,29 @@ async def run_trace(
     if spec.step_log is not None and spec.send_run_config and spec.step_log.parent == spec.out:
         spec.step_log.unlink(missing_ok=True)
     return summary
+
+
+def read_replay_trace(path: str | Path) -> pd.DataFrame:
+    """A trace file as run_trace takes it: the table, with the metadata the replay needs
+    (hash_block_tokens, for prompts from hash_ids) in its attrs."""
+    from traces.io import read_trace
+
+    df, meta = read_trace(path)
+    df.attrs[HASH_BLOCK_TOKENS_KEY] = meta.get(HASH_BLOCK_TOKENS_KEY)
+    return df
+
+
+def session_turns(df: pd.DataFrame) -> Turns | None:
+    """Each row's previous turn (-1: none) and think time; None without sessions."""
+    succ = next_turns(df)
+    if succ is None:
+        return None
+    previous = [-1] * len(df)
+    for i, s in enumerate(succ.tolist()):
+        if s >= 0:
+            previous[s] = i
+    think = df["think_s"].to_numpy(np.float64) if "think_s" in df.columns else np.zeros(len(df))
+    return Turns(previous, think.tolist())
 
 
 def _read_log(path: Path | None, run_id: str) -> StepLog:
@@ -144,6 +176,10 @@ def summarize(req: pd.DataFrame, log: StepLog, reason: str | None) -> dict[str, 
             "mean_step_s": float(dur.mean()),
             "share_of_step_time": float(plugin.sum() / dur.sum()) if dur.sum() > 0 else None,
         }
+    known = req[req["cached_tokens"] >= 0]  # reported by the engine
+    prompt = int(known["prompt_tokens"].sum())
+    s["prefix_cached_tokens"] = int(known["cached_tokens"].sum()) if len(known) else None
+    s["prefix_hit_rate"] = s["prefix_cached_tokens"] / prompt if prompt else None
     lag = (req["submit_s"] - req["arrival_s"]).dropna().to_numpy(np.float64)
     s["submit_lag_s"] = {"mean": float(lag.mean()) if len(lag) else None,
                          "max": float(lag.max()) if len(lag) else None}

@@ -234,11 +234,12 @@ class PolicySchedulingMixin:
     def _ltr_batch(self, run: PolicyRun, out: Any, start: float, end: float) -> StepRecord:
         """Batch composition of the step vLLM just scheduled (computed tokens are
         already advanced by it: what was cached before is num_computed - scheduled)."""
-        prefill = prefill_sq = decodes = context = 0
+        prefill = prefill_sq = prefill_ctx = decodes = context = cached = 0
         for vid, n in out.num_scheduled_tokens.items():
             req = self.requests.get(vid)
             if req is None:
                 continue
+            cached += run.tracker.note_scheduled(vid)  # its prefix-cache hit, first time
             before = req.num_computed_tokens - n
             if n == 1 and before >= req.num_prompt_tokens:
                 decodes += 1
@@ -246,6 +247,7 @@ class PolicySchedulingMixin:
             else:
                 prefill += n
                 prefill_sq += n * n
+                prefill_ctx += n * before
         pool = self.kv_cache_manager.block_pool
         rec = StepRecord(
             step=run.steps,
@@ -253,6 +255,8 @@ class PolicySchedulingMixin:
             schedule_s=end - start,
             prefill_tokens=prefill,
             prefill_sq_tokens=prefill_sq,
+            prefill_ctx_tokens=prefill_ctx,
+            cached_tokens=cached,
             decode_requests=decodes,
             decode_context_tokens=context,
             running_requests=len(self.running),

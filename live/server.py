@@ -68,6 +68,15 @@ class ServerBackend:
                 "max_model_len": card.get("max_model_len")}
         return cls(base, model, session), info
 
+    async def reset_prefix_cache(self) -> bool:
+        """Empty the server's prefix cache before a run; vLLM serves the endpoint only
+        with VLLM_SERVER_DEV_MODE=1, so False (left as it was) is a common answer."""
+        try:
+            async with self.session.post(f"{self.url}/reset_prefix_cache") as r:
+                return r.status == 200
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return False
+
     async def close(self) -> None:
         await self.session.close()
 
@@ -76,7 +85,7 @@ class ServerBackend:
         body = {
             "model": self.model, "prompt": prompt_ids, "max_tokens": rec.output_tokens,
             "ignore_eos": True, "stream": True, "return_token_ids": True,
-            "vllm_xargs": xargs,
+            "stream_options": {"include_usage": True}, "vllm_xargs": xargs,
         }
         finished = False
         async with self.session.post(f"{self.url}/v1/completions", json=body) as resp:
@@ -94,10 +103,13 @@ class ServerBackend:
                 chunk = json.loads(data)
                 if "error" in chunk:
                     raise RuntimeError(_error_text(json.dumps(chunk)))
+                details = (chunk.get("usage") or {}).get("prompt_tokens_details") or {}
+                if details.get("cached_tokens") is not None:  # --enable-prompt-tokens-details
+                    rec.cached_tokens = int(details["cached_tokens"])
                 for choice in chunk.get("choices") or ():
                     ids = choice.get("token_ids")
                     n = len(ids) if ids is not None else (1 if choice.get("text") else 0)
-                    rec.on_tokens(n, clock())
+                    rec.on_tokens(n, clock(), ids)
                     finished |= choice.get("finish_reason") is not None
         if not finished:
             raise RuntimeError("the stream ended without a finish reason")

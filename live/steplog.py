@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from traces.results import STEP_COLUMNS
+from traces.results import PREFIX_STEP_COLUMNS, STEP_COLUMNS
 
 # Columns of steps.parquet beyond the shared schema (traces/results.py), live runs only.
 LIVE_STEP_COLUMNS = (
@@ -49,6 +49,12 @@ class StepRecord:
     waiting_requests: int = 0
     kv_blocks_used: int = -1
     preemptions: int = 0
+    # Prefix caching (traces/results.py): chunk x tokens before it, over prefill chunks;
+    # the hits of the requests first scheduled in the step. vLLM 0.32 counts no evictions
+    # outside its optional KV events, so blocks_evicted stays 0 in live runs.
+    prefill_ctx_tokens: int = 0
+    cached_tokens: int = 0
+    blocks_evicted: int = 0
     scheduled_requests: int = 0
     scored_requests: int = 0
     finished_requests: int = 0
@@ -124,13 +130,14 @@ def read_step_log(path: str | Path, run: str | None = None) -> StepLog:
 
 
 def steps_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """steps.parquet from step records: the shared columns, then the live-only ones.
+    """steps.parquet from step records: the shared columns (prefix caching's too), then
+    the live-only ones.
 
     duration_s is the step's share of the engine's time, as the simulator's steps are
     back to back: from this schedule() to the next one while the engine stayed busy
     (so the engine loop's own work between steps counts), else to the end of
     update_from_output()."""
-    cols = {c: [] for c in (*STEP_COLUMNS, *LIVE_STEP_COLUMNS)}
+    cols = {c: [] for c in (*STEP_COLUMNS, *PREFIX_STEP_COLUMNS, *LIVE_STEP_COLUMNS)}
     if rows:
         defaults = asdict(StepRecord(step=0, start_s=0.0))
         df = pd.DataFrame([{**defaults, **r} for r in rows])

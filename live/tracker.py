@@ -26,6 +26,7 @@ class Tracked:
     request: Any  # vllm.v1.request.Request (duck-typed: tests pass stand-ins)
     key: tuple | None = None  # its last key (with the tie-breaker)
     synced_step: int = 0  # steps before this one are in view's counters
+    cached_known: bool = False  # view.cached_tokens holds vLLM's hit (first scheduled)
 
 
 @dataclass
@@ -121,6 +122,19 @@ class RequestTracker:
         if self.priority_first:
             return (int(getattr(r, "priority", 0) or 0), policy_key, *tie)
         return (policy_key, *tie)
+
+    def note_scheduled(self, vid: str) -> int:
+        """At a step that schedules vLLM request vid: latch its prefix-cache hit into its
+        view at its first scheduling, and return it (0 at later steps)."""
+        e = self.entries.get(vid)
+        if e is None or e.cached_known:
+            return 0
+        cached = cached_tokens_of(e.request)
+        if cached is None:
+            return 0
+        e.cached_known = True
+        e.view.cached_tokens = cached
+        return cached
 
     def rank_keys(self, policy: Policy, now_s: float) -> tuple[dict[str, tuple], bool]:
         """Every live request's key (the policy's, then the tie-breaker), and whether
@@ -233,6 +247,20 @@ PRIORITY_SCORE = SCORE_PREFIX + "priority"
 def priority_score(request: Any) -> float:
     """vLLM's priority (lower first) as a score (higher first)."""
     return -float(getattr(request, "priority", 0) or 0)
+
+
+def cached_tokens_of(request: Any) -> int | None:
+    """vLLM's prefix-cache hit of a request once it has been first scheduled, else None:
+    Request.num_cached_tokens (-1 until then) where a release has it; vLLM 0.32 keeps it
+    in request.prefill_stats, filled at the first scheduling (num_prompt_tokens > 0 from
+    then) and handed on, None, by the step that ends the prefill."""
+    n = getattr(request, "num_cached_tokens", None)
+    if isinstance(n, int):
+        return n if n >= 0 else None
+    stats = getattr(request, "prefill_stats", None)
+    if stats is not None and getattr(stats, "num_prompt_tokens", 0) > 0:
+        return int(stats.num_cached_tokens)
+    return None
 
 
 def per_request_horizon(policy: Policy) -> bool:

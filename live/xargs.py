@@ -56,6 +56,12 @@ def encode(tag: RequestTag, run: RunTag) -> dict[str, Any]:
     return out
 
 
+def with_arrival(xargs: Mapping[str, Any], arrival_s: float) -> dict[str, Any]:
+    """A request's flat mapping with its arrival moved to arrival_s (a session's later
+    turn arrives when it is sent, not at its traced time)."""
+    return {**xargs, PREFIX + "arrival_s": arrival_s}
+
+
 def decode(extra_args: Mapping[str, Any] | None) -> tuple[RequestTag, RunTag]:
     """Read a request's tags from extra_args (flat or nested form); missing keys are None."""
     flat = _flatten(extra_args or {})

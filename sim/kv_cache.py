@@ -8,8 +8,10 @@ vLLM V1 does (vllm/v1/core/block_pool.py, kv_cache_manager.py, release 0.10+):
   most (tokens - 1) // block_size of them: vLLM always computes the last token;
 - blocks are reference-counted; a freed block keeps its content and stays hit-able in
   the free queue until a new block is needed: blocks are taken from the head, a freed
-  request's blocks are appended at the tail in reverse order (its last block is evicted
-  first), and a hit takes a free cached block out of the queue;
+  request's full blocks are appended at the tail in reverse order (its last block is
+  evicted first), and a hit takes a free cached block out of the queue; its blocks that
+  are not full (vLLM never hashes them) go to the head, to be reused first (vLLM 0.32
+  block_pool.free_blocks: "LIFO reuse of non-cached blocks");
 - a request preempted by recompute leaves all its full blocks cached, so it can hit its
   own work when it is admitted again; a finished turn of a session leaves the blocks that
   its next turn's prompt repeats (the answer's blocks are the next prompt's).
@@ -240,8 +242,9 @@ class KVCacheManager:
             return
         held = dict(r.held)
         extra: dict[int, int] = {}
+        full = min(r.num_computed // self.block_size, r.blocks)
+        self._free_front(r.blocks - full)  # not full: never hashed, reused first
         if keep_all or keep_next_turn:
-            full = min(r.num_computed // self.block_size, r.blocks)
             lo = 0 if keep_all else int(self._keys.count[r.idx])
             for pos in range(lo, full):
                 if pos not in held:
@@ -250,10 +253,10 @@ class KVCacheManager:
                         extra[pos] = key
             r.self_cached = r.self_cached or keep_all
         if not held and not extra:
-            self._free_anonymous(r.blocks)
+            self._free_anonymous(full)
         else:
             cache = self._cache
-            prev = r.blocks  # blocks go back last first: the tail is evicted first
+            prev = full  # full blocks go back last first: the tail is evicted first
             for pos in sorted(held.keys() | extra.keys(), reverse=True):
                 self._free_anonymous(prev - pos - 1)
                 prev = pos
@@ -282,6 +285,16 @@ class KVCacheManager:
             q[-1][0] += n
         else:
             q.append([n])
+
+    def _free_front(self, n: int) -> None:
+        if n <= 0:
+            return
+        self.free += n
+        q = self._queue
+        if q and type(q[0]) is list:
+            q[0][0] += n
+        else:
+            q.appendleft([n])
 
     def _free_cached(self, key: int, e: list[int]) -> None:
         self._cached_free += 1

@@ -19,6 +19,7 @@ from sim.profile import StepTimeProfile, load_profile
 from sim.results import requests_frame, summarize
 from traces.fingerprint import FINGERPRINT_KEY, trace_fingerprint
 from traces.schema import HASH_BLOCK_TOKENS_KEY
+from traces.sessions import next_turns
 
 
 @dataclass
@@ -46,16 +47,11 @@ def resolve_num_gpu_blocks(config: EngineConfig, profile: StepTimeProfile) -> tu
 
 def sessions(trace: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(successor row or -1, think_s) per row of a trace in policy order; (None, None)
-    without session columns. A session's turns follow each other by `turn`."""
-    if "session_id" not in trace.columns:
+    without session columns."""
+    succ = next_turns(trace)
+    if succ is None:
         return None, None
     n = len(trace)
-    succ = np.full(n, -1, np.int64)
-    turn = trace["turn"].to_numpy(np.int64) if "turn" in trace.columns else np.zeros(n, np.int64)
-    order = np.lexsort((turn, trace["session_id"].to_numpy()))
-    sid = trace["session_id"].to_numpy()[order]
-    same = sid[1:] == sid[:-1]
-    succ[order[:-1][same]] = order[1:][same]
     think = trace["think_s"].to_numpy(np.float64) if "think_s" in trace.columns else np.zeros(n)
     return succ, think
 

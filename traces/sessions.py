@@ -69,6 +69,21 @@ def turn_arrivals(
     return arrival_s, think_s
 
 
+def next_turns(trace) -> np.ndarray | None:
+    """Per row of a trace table, the row of its session's next turn (-1: its last turn),
+    turns following each other by `turn` within `session_id`; None without sessions."""
+    if "session_id" not in trace.columns:
+        return None
+    n = len(trace)
+    succ = np.full(n, -1, np.int64)
+    turn = trace["turn"].to_numpy(np.int64) if "turn" in trace.columns else np.zeros(n, np.int64)
+    sid = trace["session_id"].to_numpy()
+    order = np.lexsort((turn, sid))
+    same = sid[order][1:] == sid[order][:-1]
+    succ[order[:-1][same]] = order[1:][same]
+    return succ
+
+
 def sessions_meta(think: TimeDist, max_turns: int | None, count: int) -> dict:
     """What the trace's metadata says about its sessions."""
     return {

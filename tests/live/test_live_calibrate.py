@@ -18,7 +18,7 @@ from live.steplog import steps_frame
 from traces.results import write_run
 
 TRUE = {"c0_s": 0.004, "prefill_token_s": 2e-5, "prefill_sq_s": 1e-9, "decode_req_s": 3e-4,
-        "decode_ctx_token_s": 2e-7}
+        "decode_ctx_token_s": 2e-7, "prefill_ctx_token_s": 3e-9}
 
 
 def synthetic_steps(n: int = 400, noise: float = 0.0, seed: int = 0) -> pd.DataFrame:
@@ -26,13 +26,16 @@ def synthetic_steps(n: int = 400, noise: float = 0.0, seed: int = 0) -> pd.DataF
     pre = rng.integers(0, 512, n) * (rng.random(n) < 0.3)
     dec = rng.integers(1, 32, n)
     ctx = dec * rng.integers(50, 600, n)
+    pctx = pre * rng.integers(0, 2000, n)  # chunk x tokens cached before it
     dur = (TRUE["c0_s"] + TRUE["prefill_token_s"] * pre + TRUE["prefill_sq_s"] * pre**2
-           + TRUE["decode_req_s"] * dec + TRUE["decode_ctx_token_s"] * ctx)
+           + TRUE["decode_req_s"] * dec + TRUE["decode_ctx_token_s"] * ctx
+           + TRUE["prefill_ctx_token_s"] * pctx)
     dur = dur * (1 + noise * rng.standard_normal(n))
     start = np.concatenate([[0.0], np.cumsum(dur)[:-1]])
     rows = [{"step": i, "start_s": start[i], "end_s": start[i] + dur[i],
              "prefill_tokens": int(pre[i]), "prefill_sq_tokens": int(pre[i] ** 2),
              "decode_requests": int(dec[i]), "decode_context_tokens": int(ctx[i]),
+             "prefill_ctx_tokens": int(pctx[i]),
              "scheduled_requests": int(dec[i]) + int(pre[i] > 0), "busy_after": True}
             for i in range(n)]
     return steps_frame(rows)
@@ -43,6 +46,15 @@ def test_nnls_recovers_known_coefficients():
     for k, v in TRUE.items():
         assert fit.coefficients[k] == pytest.approx(v, rel=1e-3)
     assert fit.mape < 1e-3 and fit.r2 > 0.999
+
+
+def test_steps_logged_without_prefill_ctx_still_fit():
+    steps = synthetic_steps()
+    steps = steps.assign(duration_s=steps["duration_s"]
+                         - TRUE["prefill_ctx_token_s"] * steps["prefill_ctx_tokens"])
+    fit = fit_step_time(steps.drop(columns="prefill_ctx_tokens"))
+    assert fit.coefficients["prefill_ctx_token_s"] == 0.0
+    assert fit.coefficients["decode_req_s"] == pytest.approx(TRUE["decode_req_s"], rel=1e-3)
 
 
 def test_noisy_fit_reports_its_error_and_keeps_total_time():
