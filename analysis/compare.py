@@ -9,6 +9,7 @@ speed drifts from run to run, a verdict is no tighter than that spread.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import sys
@@ -147,8 +148,10 @@ def check_same_trace(
         else:
             differ = ns != nl
             missing = [str(p) for p, f in ((sim_dir, fs), (d, fl)) if not f]
-            notes.append(f"no {FINGERPRINT_KEY} in {', '.join(missing)} (an older run): "
-                         "the traces were checked by request count only")
+            notes.append(
+                f"no {FINGERPRINT_KEY} in {', '.join(missing)} (an older run): "
+                "the traces were checked by request count only"
+            )
         if not differ:
             continue
         what = f"{ns} requests, fingerprint {fs or '-'} against {nl}, {fl or '-'}"
@@ -264,9 +267,15 @@ def matched_requests(sim_req: pd.DataFrame, live_req: pd.DataFrame) -> pd.DataFr
     return s.merge(v, on="request_id", suffixes=("_sim", "_live"))
 
 
-def write_scatter_html(sim_dir: Path, live_dir: Path | Sequence[Path], out: Path) -> None:
-    """Per-request latency and TTFT, simulated against live (the replicates' mean per
-    request when there are several), as a self-contained HTML."""
+def write_scatter_html(
+    sim_dir: Path,
+    live_dir: Path | Sequence[Path],
+    out: Path,
+    comparison: Comparison | None = None,
+) -> None:
+    """A self-contained HTML page: the comparison's verdict, its table of errors and notes
+    (computed if not given), then per-request latency and TTFT, simulated against live
+    (the replicates' mean per request when there are several)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -305,7 +314,64 @@ def write_scatter_html(sim_dir: Path, live_dir: Path | Sequence[Path], out: Path
         + (f" (mean of {len(live_dirs)} runs)" if len(live_dirs) > 1 else ""),
         height=500,
     )
-    atomic_write(out, lambda tmp: fig.write_html(tmp, include_plotlyjs=True))
+    c = comparison if comparison is not None else compare_runs(sim_dir, live_dirs)
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>ltrsched compare: {html.escape(Path(sim_dir).name)}</title>"
+        f"<style>{_CSS}</style></head><body>\n{_comparison_html(c)}\n"
+        + fig.to_html(full_html=False, include_plotlyjs=True)
+        + "\n</body></html>\n"
+    )
+    atomic_write(out, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+
+
+_CSS = (
+    "body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; }"
+    " table { border-collapse: collapse; } th, td { border: 1px solid #ddd;"
+    " padding: 3px 8px; } td.num { text-align: right; font-variant-numeric: tabular-nums; }"
+    " p.pass { color: #1a7f37; font-weight: bold; } p.fail { color: #c62828; font-weight: bold; }"
+)
+
+
+def _comparison_html(c: Comparison) -> str:
+    """The verdict, the table of metrics and the notes, as format_table gives them."""
+
+    def num(x: float | None) -> str:
+        return "-" if x is None or not math.isfinite(x) else f"{x:.4g}"
+
+    many = c.live_runs > 1
+    head = (
+        "<tr><th>metric</th><th>sim</th><th>live"
+        + (f" (mean of {c.live_runs})</th><th>live min</th><th>live max" if many else "")
+        + "</th><th>error</th></tr>"
+    )
+    rows = []
+    for r in c.metrics:
+        err = f"{r['rel_error']:+.1%}" if math.isfinite(r["rel_error"]) else "-"
+        extra = (
+            (
+                f'<td class="num">{num(r.get("live_min"))}</td>'
+                f'<td class="num">{num(r.get("live_max"))}</td>'
+            )
+            if many
+            else ""
+        )
+        rows.append(
+            f'<tr><td>{html.escape(r["label"])}</td><td class="num">{num(r["sim"])}'
+            f'</td><td class="num">{num(r["live"])}</td>{extra}'
+            f'<td class="num">{err}</td></tr>'
+        )
+    p = c.per_request_latency_error
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in c.notes)
+    return (
+        f"<h1>Simulated against live: {html.escape(Path(c.sim).name)}</h1>"
+        f"<p>sim: {html.escape(c.sim)}<br>live: {html.escape(c.live)}</p>"
+        f'<p class="{"pass" if c.passed else "fail"}">{html.escape(c.verdict)}</p>'
+        f"<table>{head}{''.join(rows)}</table>"
+        f"<p>per request ({c.requests_matched} matched): |latency error| mean "
+        f"{p['mean_abs']:.1%}, p50 {p['p50_abs']:.1%}, p90 {p['p90_abs']:.1%}</p>"
+        + (f"<ul>{notes}</ul>" if notes else "")
+    )
 
 
 def format_table(c: Comparison) -> str:
@@ -344,7 +410,10 @@ def compare(
             "policy, which are averaged (their spread is reported).",
         ),
     ],
-    html: Annotated[Path | None, typer.Option(help="Write a per-request scatter here.")] = None,
+    html_out: Annotated[
+        Path | None,
+        typer.Option("--html", help="Write the verdict, the table and per-request scatters here."),
+    ] = None,
     tol_mean: Annotated[
         float, typer.Option(help="Bound on mean latency and throughput error.")
     ] = 0.10,
@@ -361,13 +430,13 @@ def compare(
     """Compare a simulated run with a live run of the same trace: errors and a verdict.
     Exit status 0 on PASS, 1 on FAIL."""
     c = compare_runs(sim, live, Tolerances(tol_mean, tol_p90), allow_different_trace)
-    if html is not None:
-        write_scatter_html(sim, live, html)
+    if html_out is not None:
+        write_scatter_html(sim, live, html_out, c)
     if as_json:
         sys.stdout.write(json.dumps(asdict(c), indent=2, default=str) + "\n")
     else:
         print(format_table(c))
-        if html is not None:
-            print(f"wrote {html}")
+        if html_out is not None:
+            print(f"wrote {html_out}")
     if not c.passed:
         raise typer.Exit(1)

@@ -1,10 +1,12 @@
 """Live runs (a real vLLM replay, written in the run schema of traces/results.py) and the
 sweep run each one measured, so the report can set simulated beside measured values.
 
-A live run matches a sweep run by the run_id it records (summary key `sweep_run_id` or
-`run_id`), else by its canonical policy and its trace: a replay of DIR/traces/<trace_id>
-names the trace, any other the request count; engine limits the live run recorded
-narrow it further. No match unless exactly one ok sweep run fits.
+A live run matches a sweep run by its canonical policy and its trace: the trace's
+fingerprint (traces/fingerprint.py) where both recorded one, so a replay of any copy of
+DIR/traces/<trace_id>.parquet matches; for older runs the trace file's name, else the
+request count. Engine limits the live run recorded narrow it further; a run_id it
+records (summary key `sweep_run_id` or `run_id`, optional) decides outright. No match
+unless exactly one ok sweep run fits.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.errors import AnalysisError
+from traces.fingerprint import FINGERPRINT_KEY
 
 RUN_ID_KEYS = ("sweep_run_id", "run_id")
 ENGINE_KEYS = (
@@ -70,7 +73,10 @@ def match_live(live: LiveRun, runs: pd.DataFrame) -> str | None:
         return None
     same = ok[ok["policy_canonical"] == policy]
     trace_id = Path(str(live.summary.get("trace") or "")).stem
-    if trace_id and (same["trace_id"] == trace_id).any():  # replayed DIR/traces/<trace_id>
+    fingerprint = live.summary.get(FINGERPRINT_KEY)
+    if fingerprint and FINGERPRINT_KEY in same.columns and same[FINGERPRINT_KEY].notna().any():
+        same = same[same[FINGERPRINT_KEY] == fingerprint]
+    elif trace_id and (same["trace_id"] == trace_id).any():  # replayed DIR/traces/<trace_id>
         same = same[same["trace_id"] == trace_id]
     elif live.summary.get("requests") is not None:
         same = same[same["requests"] == live.summary["requests"]]

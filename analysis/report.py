@@ -16,6 +16,7 @@ from analysis.dataset import SweepDir, read_results
 from analysis.errors import AnalysisError
 from analysis.figures import FIGURES, ReportData, Shown, Skipped
 from analysis.live_runs import find_live_runs
+from analysis.predictor_table import predictor_table
 from analysis.summary_table import failed_table, summary_table
 from traces.io import atomic_write
 
@@ -100,9 +101,11 @@ def _page(data: ReportData, outcome: ReportOutcome) -> str:
         _profile_note(runs),
         '<h2 id="summary">Summary</h2>',
         '<p class="caption">Each setting\'s metrics, mean over seeds, sorted by setting and '
-        "then by mean latency.</p>",
+        "then by mean latency; policies with the same results in a setting share a row "
+        "(a = b).</p>",
         summary_table(runs),
         failed_table(runs),
+        predictor_table(runs),
     ]
     for s in outcome.shown:
         # The div's id differs from the heading's: getElementById must find the div.

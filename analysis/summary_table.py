@@ -31,6 +31,8 @@ def summary_table(runs: pd.DataFrame) -> str:
     context = [k for k in keys if k != "policy"]
     agg = aggregate(ok, keys, [m for m, _ in METRICS])
     agg = agg.sort_values(context + ["mean_latency_s"], kind="stable")
+    if "policy" in keys:
+        agg = merge_identical_rows(agg, context)
     shown = agg.head(MAX_ROWS)
     head = "".join(f"<th>{html.escape(pretty(k))}</th>" for k in keys)
     head += "<th>seeds</th>" + "".join(f"<th>{t}</th>" for _, t in METRICS)
@@ -42,6 +44,31 @@ def summary_table(runs: pd.DataFrame) -> str:
         body.append(f"<tr>{cells}</tr>")
     note = f"<p>First {MAX_ROWS} of {len(agg)} settings.</p>" if len(agg) > MAX_ROWS else ""
     return f'<table class="summary"><tr>{head}</tr>{"".join(body)}</table>{note}'
+
+
+def merge_identical_rows(agg: pd.DataFrame, context: list[str]) -> pd.DataFrame:
+    """One row for the policies of a setting whose every shown metric is the same (at
+    light load all policies serve requests as they come): 'fcfs = mlfq = ...'."""
+    shown = [m for m, _ in METRICS]
+    sig = agg[shown].apply(lambda col: col.map(_num)).astype(str).agg("|".join, axis=1)
+    sig = sig + "|" + agg["seeds"].astype(str)
+    groups = [*context, "_sig"] if context else ["_sig"]
+    tagged = agg.assign(_sig=sig.to_numpy(), _order=range(len(agg)))
+    per_setting = (
+        tagged.groupby(context, dropna=False)["policy"].transform("size")
+        if context
+        else pd.Series(len(tagged), index=tagged.index)
+    )
+    rows = []
+    for _, g in tagged.groupby(groups, sort=False, dropna=False):
+        first = g.iloc[0].copy()
+        if len(g) > 1 and len(g) == per_setting.loc[g.index[0]]:
+            first["policy"] = f"all {len(g)} policies (identical results)"
+        elif len(g) > 1:
+            first["policy"] = " = ".join(g["policy"].astype(str))
+        rows.append(first)
+    out = pd.DataFrame(rows).sort_values("_order", kind="stable")
+    return out.drop(columns=["_sig", "_order"]).reset_index(drop=True)
 
 
 def failed_table(runs: pd.DataFrame) -> str:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from analysis.engine_config import engine_columns, engine_config
 from analysis.grid import RunTask, TraceTask
+from traces.fingerprint import FINGERPRINT_KEY
 from traces.results import SUMMARY_KEYS
 from traces.schema import (
     HASH_BLOCK_TOKENS_KEY,
@@ -27,6 +28,7 @@ from traces.schema import (
 
 # Summary entries kept as result columns besides SUMMARY_KEYS (provenance and cost).
 EXTRA_SUMMARY_KEYS = (
+    FINGERPRINT_KEY,  # what a live replay of the run's trace is matched by
     "sim_wall_s",
     "steps",
     "num_gpu_blocks",

@@ -12,7 +12,9 @@ from analysis.figures.common import (
     Skipped,
     add_views,
     color_map,
+    merge_identical,
     param_columns,
+    signature,
     split_views,
     style,
     varying,
@@ -45,23 +47,36 @@ def cdf_figure(data: ReportData) -> Shown | Skipped:
                 curves.append((run["policy"], req[req["status"] == "finished"]))
         if not curves:
             continue
-        cut |= len(curves) > MAX_CURVES
+        p = np.linspace(0.0, 1.0, POINTS)
+        quantiles = [
+            (
+                name,
+                [
+                    np.quantile(v, p) if len(v) else None
+                    for v in (req[m].dropna().to_numpy() for m, _ in METRICS)
+                ],
+            )
+            for name, req in curves
+        ]
+        sigs = [
+            (n, tuple(signature(q) if q is not None else () for q in qs)) for n, qs in quantiles
+        ]
+        merged = [(name, quantiles[i][0], quantiles[i][1]) for name, i in merge_identical(sigs)]
+        cut |= len(merged) > MAX_CURVES
         views.append(view)
-        for name, req in curves[:MAX_CURVES]:
-            p = np.linspace(0.0, 1.0, POINTS)
-            for col, (metric, _) in enumerate(METRICS, start=1):
-                values = req[metric].dropna().to_numpy()
-                if len(values) == 0:
+        for name, first, qs in merged[:MAX_CURVES]:
+            for col, values in enumerate(qs, start=1):
+                if values is None:
                     continue
                 fig.add_trace(
                     go.Scatter(
-                        x=np.quantile(values, p),
+                        x=values,
                         y=p,
                         name=name,
                         legendgroup=name,
                         showlegend=col == 1,
                         mode="lines",
-                        line=dict(color=colors[name]),
+                        line=dict(color=colors[first]),
                         hovertemplate=f"{name}<br>%{{x:.3g}} s: %{{y:.0%}}<extra></extra>",
                     ),
                     row=1,
@@ -80,7 +95,8 @@ def cdf_figure(data: ReportData) -> Shown | Skipped:
     fig.update_layout(title=TITLE)
     caption = (
         "Distribution of request latency and latency per output token for each policy "
-        "(first seed; pick the setting, e.g. the arrival rate, in the menu)"
+        "(first seed; pick the setting, e.g. the arrival rate, in the menu; policies with "
+        "the same latencies share a curve, named a = b)"
         + (f"; at most {MAX_CURVES} curves per setting." if cut else ".")
     )
     return Shown("cdf", TITLE, caption, style(fig))

@@ -17,13 +17,18 @@ from plotly.colors import qualitative
 from analysis.dataset import read_requests
 from analysis.live_runs import LiveRun
 from sim.config import EngineConfig
+from traces.fingerprint import FINGERPRINT_KEY
 
 # Result columns that are parameters of a run (besides trace_*); seed is averaged over.
 ENGINE_PARAMS = tuple(f for f in EngineConfig.__dataclass_fields__ if f != "seed")
-NOT_PARAMS = ("trace_id", "trace_requests")
+NOT_PARAMS = ("trace_id", "trace_requests", FINGERPRINT_KEY)
 # Parameters of the starvation-prevention wrapper that turn it on.
 WRAPPER_PARAMS = ("policy_starvation", "policy_max_wait_s")
-PALETTE = qualitative.Plotly + qualitative.D3
+# D3's ten hues first: plotly's own puts red next to a pinkish red (fcfs and sjf-oracle
+# looked alike); then more distinct ones.
+PALETTE = qualitative.D3 + qualitative.Dark24
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "pentagon",
+           "triangle-down", "hexagon")
 TEMPLATE = "plotly_white"
 
 
@@ -125,6 +130,26 @@ def aggregate(df: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd
 
 def color_map(labels: Sequence[str]) -> dict[str, str]:
     return {lab: PALETTE[i % len(PALETTE)] for i, lab in enumerate(dict.fromkeys(labels))}
+
+
+def symbol_map(labels: Sequence[str]) -> dict[str, str]:
+    """A marker shape per label, so lines that run close stay apart."""
+    return {lab: SYMBOLS[i % len(SYMBOLS)] for i, lab in enumerate(dict.fromkeys(labels))}
+
+
+def merge_identical(named: Sequence[tuple[str, tuple]]) -> list[tuple[str, int]]:
+    """(name, signature) pairs -> ('a = b', index of a) per distinct signature, in first
+    order: series that would be drawn exactly on top of each other become one, named by
+    all of them, instead of the last hiding the others."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (_, sig) in enumerate(named):
+        groups.setdefault(sig, []).append(i)
+    return [(" = ".join(named[i][0] for i in idx), idx[0]) for idx in groups.values()]
+
+
+def signature(values: Sequence[float], digits: int = 4) -> tuple:
+    """Values rounded to `digits` significant digits (NaN kept), to compare series."""
+    return tuple(float(f"{v:.{digits}g}") if np.isfinite(v) else None for v in values)
 
 
 def add_views(

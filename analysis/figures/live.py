@@ -37,8 +37,9 @@ def live_figure(data: ReportData) -> Shown | Skipped:
         return Skipped(
             "live",
             TITLE,
-            f"no live run matches a sweep run ({', '.join(unmatched)}"
-            "): record sweep_run_id in its summary.json",
+            f"no live run matches a sweep run ({', '.join(unmatched)}): replay one of "
+            "the sweep's traces (DIR/traces/<trace_id>.parquet) under one of its policies "
+            "(live replay --trace T --policy P)",
         )
     fig = make_subplots(rows=1, cols=len(METRICS), subplot_titles=[t for _, t in METRICS])
     rows = []

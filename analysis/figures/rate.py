@@ -12,9 +12,12 @@ from analysis.figures.common import (
     add_views,
     aggregate,
     color_map,
+    merge_identical,
     param_columns,
+    signature,
     split_views,
     style,
+    symbol_map,
     varying,
 )
 
@@ -43,17 +46,26 @@ def rate_figure(data: ReportData) -> Shown | Skipped:
     )
     views, trace_view = [], []
     colors = color_map(df["policy"].tolist())
+    symbols = symbol_map(df["policy"].tolist())
     seeds = 1
     for view, rows in split_views(df, context):
         agg = aggregate(rows, series + ["trace_rate"], [m for m, _ in METRICS])
-        lines = [(n, line) for n, line in split_views(agg, series) if len(line) > 1]
+        lines = [
+            (n, line.sort_values("trace_rate"))
+            for n, line in split_views(agg, series)
+            if len(line) > 1
+        ]
         if not lines:  # a setting run at one rate only (e.g. a starvation sweep) draws no line
             continue
+        sigs = [
+            (n, (*line["trace_rate"], *signature(line[[m for m, _ in METRICS]].to_numpy().ravel())))
+            for n, line in lines
+        ]
+        lines = [(merged, lines[i][1], lines[i][0]) for merged, i in merge_identical(sigs)]
         views.append(view)
         v = len(views) - 1
         seeds = max(seeds, int(agg["seeds"].max()))
-        for name, line in lines:
-            line = line.sort_values("trace_rate")
+        for name, line, first in lines:
             for col, (metric, _) in enumerate(METRICS, start=1):
                 err = line[f"{metric}_std"] if line["seeds"].max() > 1 else None
                 fig.add_trace(
@@ -64,7 +76,8 @@ def rate_figure(data: ReportData) -> Shown | Skipped:
                         legendgroup=name,
                         showlegend=col == 1,
                         mode="lines+markers",
-                        line=dict(color=colors.get(name, None)),
+                        line=dict(color=colors.get(first, None)),
+                        marker=dict(symbol=symbols.get(first, "circle"), size=8),
                         error_y=dict(type="data", array=err, visible=err is not None),
                         hovertemplate=f"{name}<br>rate %{{x}} req/s<br>%{{y:.4g}} s<extra></extra>",
                     ),
@@ -79,7 +92,8 @@ def rate_figure(data: ReportData) -> Shown | Skipped:
     fig.update_layout(title=TITLE)
     caption = (
         "Mean and p90 request latency and mean latency per output token (the paper's "
-        "main metric) as the Poisson arrival rate grows, one line per policy; "
+        "main metric) as the Poisson arrival rate grows, one line per policy (policies "
+        "with the same results share one, named a = b); "
         f"mean over {seeds} seed(s)."
     )
     return Shown("rate", TITLE, caption, style(fig))

@@ -31,6 +31,7 @@ from analysis.pareto import pareto_front
 TITLE = "Latency against max waiting time (starvation prevention)"
 Y = "mean_latency_s"
 DASHES = ("solid", "dash", "dot", "dashdot")  # one per quantum of a policy
+MIN_FRONT_POINTS = 3  # settings in a view before a Pareto front is drawn
 XS = (
     ("max_waiting_time_p99_s", "p99 of max waiting time (s)"),
     ("max_waiting_time_max_s", "max waiting time, worst request (s)"),
@@ -66,6 +67,8 @@ def tradeoff_figure(data: ReportData) -> Shown | Skipped:
             for trace in _lines(agg, x, colors, show_legend=col == 1):
                 fig.add_trace(trace, row=1, col=col)
                 trace_view.append(v)
+            if len(agg) < MIN_FRONT_POINTS:
+                continue  # two points make no front: each line says as much by itself
             front = agg.iloc[pareto_front(agg[x], agg[Y])]
             fig.add_trace(
                 go.Scatter(
@@ -92,7 +95,8 @@ def tradeoff_figure(data: ReportData) -> Shown | Skipped:
     caption = (
         "Mean latency against the waiting time of the most-starved requests, one "
         "line per policy and quantum across starvation thresholds (labelled), the "
-        "unprotected policy as a lone marker, and the Pareto front dashed."
+        "unprotected policy as a lone marker, and the Pareto front dashed (drawn from "
+        f"{MIN_FRONT_POINTS} points in a view)."
     )
     return Shown("tradeoff", TITLE, caption, style(fig, 480))
 

@@ -98,7 +98,8 @@ def report_sweep(tmp_path_factory) -> Path:
         for k in ("mean_latency_s", "p90_latency_s", "mean_ttft_s", "throughput_req_s")
     }
     live.joinpath("summary.json").write_text(
-        json.dumps({"engine": "live", "sweep_run_id": fcfs["run_id"], "policy": "fcfs", **measured})
+        json.dumps({"engine": "live", "policy": "fcfs", "trace": "copy-of-the-trace.parquet",
+                    "trace_fingerprint": fcfs["trace_fingerprint"], **measured})
     )
     return out
 

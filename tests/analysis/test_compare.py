@@ -76,6 +76,9 @@ def test_cli_json_html_and_notes(tmp_path, capsys):
     assert any("policy differs" in n for n in out["notes"])
     text = html.read_text()
     assert "plotly" in text and len(text) > 1_000_000  # plotly.js inlined: works offline
+    # the page says what the command printed: the verdict, each metric, the notes
+    assert out["verdict"] in text and 'class="pass"' in text
+    assert all(r["label"] in text for r in out["metrics"]) and "policy differs" in text
     assert 'src="https://cdn.plot.ly' not in text
 
 

@@ -14,6 +14,8 @@ import pytest
 from analysis.dataset import read_results
 from analysis.pareto import pareto_front
 from ltrsched.cli import main
+from traces.fingerprint import trace_fingerprint
+from traces.io import read_trace
 
 TITLES = {
     "rate": "Latency against arrival rate",
@@ -165,3 +167,76 @@ def test_live_run_matches_by_policy_and_trace(report_sweep):
     # without the trace, the policy and request count fit both rates: no guess
     vague = LiveRun("y", report_sweep, {"policy": "sjf-oracle", "requests": 120})
     assert match_live(vague, df) is None
+    # a replay of the trace under any name matches by the trace's fingerprint
+    fp = run["trace_fingerprint"]
+    assert fp == trace_fingerprint(read_trace(trace)[0])
+    renamed = LiveRun("z", report_sweep, {"policy": "sjf-oracle", "trace": "elsewhere.parquet",
+                                          "trace_fingerprint": fp, "requests": 120})
+    assert match_live(renamed, df) == run["run_id"]
+    other = LiveRun("w", report_sweep, {"policy": "sjf-oracle", "trace": str(trace),
+                                        "trace_fingerprint": "0" * 16})
+    assert match_live(other, df) is None  # the file's name does not overrule the print
+
+
+def test_identical_series_share_one_line_named_by_all():
+    from analysis.figures.common import merge_identical, signature
+
+    named = [("a", (1.0, 2.0)), ("b", (1.0, 3.0)), ("c", (1.0, 2.0))]
+    assert merge_identical(named) == [("a = c", 0), ("b", 1)]
+    assert signature([1.23456, float("nan")]) == (1.235, None)
+
+
+def test_summary_rows_of_policies_with_the_same_results_are_merged():
+    import pandas as pd
+
+    from analysis.summary_table import summary_table
+
+    rows = []
+    for rate, lat in ((16, {"a": 1.0, "b": 1.0, "c": 1.0}), (64, {"a": 5.0, "b": 3.0, "c": 3.0})):
+        for policy, value in lat.items():
+            rows.append({"status": "ok", "policy": policy, "trace_rate": rate, "seed": 0,
+                         "mean_latency_s": value, "p90_latency_s": value,
+                         "mean_norm_latency_s_per_token": value / 10, "mean_ttft_s": 0.1,
+                         "max_waiting_time_p99_s": value, "throughput_req_s": 9.0,
+                         "preemptions": 0})
+    page = summary_table(pd.DataFrame(rows))
+    cells = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td>", page)
+    assert cells == [("16", "all 3 policies (identical results)"), ("64", "b = c"), ("64", "a")]
+
+
+def test_two_points_draw_no_pareto_front(tmp_path, small_spec):
+    from analysis.figures import ReportData
+    from analysis.figures.tradeoff import tradeoff_figure
+    from analysis.spec import parse_spec
+    from analysis.sweep import run_sweep
+
+    spec = dict(small_spec, policy=["sjf-oracle", "sjf-oracle:starvation=100,quantum=10"],
+                seeds=[0], policy_params={})
+    spec["trace"] = dict(spec["trace"], rate=[90])
+    run_sweep(parse_spec(spec), tmp_path / "s", "serial")
+    shown = tradeoff_figure(ReportData(read_results(tmp_path / "s"), tmp_path / "s"))
+    names = [t.name for t in shown.figure.data]
+    assert "Pareto front" not in names and len(names) == 4  # two traces per panel
+
+
+def test_the_report_gives_each_predictor_its_tau(tmp_path):
+    import pandas as pd
+
+    from analysis.predictor_table import predictor_table
+    from traces.io import write_trace
+
+    n = 50
+    out = np.arange(1, n + 1)
+    trace = pd.DataFrame({"request_id": np.arange(n), "arrival_s": np.arange(n) * 0.1,
+                          "prompt_tokens": out[::-1].copy(), "output_tokens": out,
+                          "score_perfect": -out.astype(float),
+                          "score_reversed": out.astype(float)})
+    path = tmp_path / "scored.parquet"
+    write_trace(trace, path, {"source": "test"})
+    runs = pd.DataFrame({"status": ["ok", "ok"], "trace_path": [str(path), str(path)]})
+    page = predictor_table(runs)
+    rows = re.findall(r"<tr><td>scored.parquet</td><td>(\w+)</td><td[^>]*>50</td>"
+                      r"<td[^>]*>([-\d.]+)</td><td[^>]*>([-\d.]+)</td>", page)
+    # the longest prompts here ask for the shortest outputs: the heuristic gets all wrong
+    assert rows == [("score_perfect", "1.000", "-1.000"), ("score_reversed", "-1.000", "-1.000")]
+    assert predictor_table(runs.assign(trace_path=None)) == ""

@@ -88,13 +88,14 @@ def test_too_long_requests_are_rejected_not_failed(tmp_path):
 
 # ------------------------------------------------------------ a fake vLLM server
 class FakeServer:
-    """/v1/models, /version and streaming /v1/completions; `die_after` requests in, it
-    stops listening and drops every open stream."""
+    """/v1/models, /version and streaming /v1/completions; `die_after` complete answers
+    out, it stops listening and drops every open stream."""
 
     def __init__(self, die_after: int | None = None, max_len: int = 2000,
                  card_max_len: bool = True) -> None:
         self.die_after, self.max_len, self.card_max_len = die_after, max_len, card_max_len
         self.bodies: list[dict] = []
+        self.answered = 0  # complete answers sent; the server stops after die_after of them
         self.port = free_port()
 
     async def models(self, request):
@@ -110,8 +111,6 @@ class FakeServer:
         if len(body["prompt"]) + body["max_tokens"] > self.max_len:
             return web.json_response({"error": {"message": "too long for max_model_len"}},
                                      status=400)
-        if self.die_after is not None and len(self.bodies) > self.die_after:
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.stop()))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         n = body["max_tokens"] // 2 if body["max_tokens"] == 201 else body["max_tokens"]
@@ -122,6 +121,9 @@ class FakeServer:
                                   "finish_reason": "length" if last else None}]}
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
         await resp.write(b"data: [DONE]\n\n")
+        self.answered += 1
+        if self.answered == self.die_after:  # counted in answers, not time: load-proof
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.stop()))
         return resp
 
     async def start(self):
@@ -203,7 +205,7 @@ def test_a_short_answer_is_a_failure_not_a_finish(tmp_path, capsys):
 
 
 def test_server_dying_mid_replay_keeps_what_finished(tmp_path, trace_file, capsys):
-    s = replay_against(FakeServer(die_after=10), trace_file, tmp_path / "run", capsys)
+    s = replay_against(FakeServer(die_after=3), trace_file, tmp_path / "run", capsys)
     assert s["completed"] >= 1 and s["failed"] >= 1
     assert s["completed"] + s["failed"] + s["rejected"] == 30
     assert "failed" in s["failure"]

@@ -73,8 +73,13 @@ def server(setup):
     d, model = setup
     port = free_port()
     log = open(d / "server.log", "w")  # noqa: SIM115
+    # sync scoring: each request is scored before the step that first orders it, so the
+    # order served is the policy's whatever the load. In overlap mode (the default) a
+    # request not yet scored goes after the scored ones, and on a loaded machine scoring
+    # lagged the queue: the low-scored request was served second, not promoted.
     cmd = [sys.executable, "-m", "ltrsched.cli", "serve", str(model), "--predictor",
-           str(d / "predictor"), "--predictor-device", "cpu", "--dummy-weights",
+           str(d / "predictor"), "--predictor-device", "cpu", "--predictor-mode", "sync",
+           "--dummy-weights",
            "--port", str(port), "--policy", f"ltr:starvation={STARVATION},quantum=10",
            "--step-log", str(d / "steps.jsonl"), "--",
            "--max-num-seqs", "1", "--enforce-eager", "--max-model-len", "512",
