@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from traces.contract import check_optional_columns
 from traces.errors import TraceError
-from traces.schema import METADATA_KEY, REQUIRED_COLUMNS, SCHEMA_VERSION
+from traces.schema import HASH_BLOCK_TOKENS_KEY, METADATA_KEY, REQUIRED_COLUMNS, SCHEMA_VERSION
 
 _HASH_IDS_TYPE = pa.list_(pa.int64())
 
@@ -95,4 +95,7 @@ def read_trace(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
             raise TraceError(f"{path}: hash_ids must be list<int64>, not {kind}")
     df = table.to_pandas()
     validate_trace(df, str(path), meta)
+    if meta.get(HASH_BLOCK_TOKENS_KEY) is not None:
+        # Engines read it beside the hash_ids column (sim.run.simulate looks here).
+        df.attrs[HASH_BLOCK_TOKENS_KEY] = meta[HASH_BLOCK_TOKENS_KEY]
     return df, meta
