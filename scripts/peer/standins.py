@@ -42,6 +42,9 @@ MODELS: dict[str, Callable[[], dict[str, Any]]] = {
     "facebook/opt-125m": _config("OPTConfig", "OPTForCausalLM", "float16"),
     "facebook/opt-350m": _config("OPTConfig", "OPTForCausalLM", "float16"),
     "llava-hf/llava-1.5-7b-hf": _config("LlavaConfig", "LlavaForConditionalGeneration", "float16"),
+    "Qwen/Qwen3-Next-80B-A3B-Instruct": _config(  # named by vLLM 0.33's tests
+        "Qwen3NextConfig", "Qwen3NextForCausalLM", "bfloat16"
+    ),
     "Qwen/Qwen2.5-VL-3B-Instruct": _config(
         "Qwen2_5_VLConfig", "Qwen2_5_VLForConditionalGeneration", "bfloat16"
     ),

@@ -165,10 +165,11 @@ def test_version_pins(monkeypatch):
     assert support_status("0.25.1").startswith("untested")
     with pytest.raises(LiveError, match="vLLM 0.19.0 is not supported"):
         support_status("0.19.0")
+    assert support_status("0.33.0").startswith("scheduler tests only")
     with pytest.raises(LiveError, match="not supported"):
-        support_status("0.33.0")
+        support_status("0.35.0")
     monkeypatch.setenv(OVERRIDE_ENV, "1")
-    assert "unsupported" in support_status("0.33.0")
+    assert "unsupported" in support_status("0.35.0")
 
 
 def test_tiny_model_and_bad_model_dirs(tmp_path):
