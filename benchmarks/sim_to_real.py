@@ -32,6 +32,7 @@ import pandas as pd
 
 from sim.config import EngineConfig
 from sim.errors import SimError
+from sim.profile import StepTimeProfile
 from sim.run import simulate
 from traces.errors import TraceError
 from traces.io import atomic_write, read_trace
@@ -389,9 +390,11 @@ def engine_config(exp: Experiment) -> EngineConfig:
     )
 
 
-def simulate_run(exp: Experiment, trace: pd.DataFrame, profile: Path) -> dict:
-    """Mean E2E and TTFT (ms) of the finished requests, and what the run cost the engine."""
-    res = simulate(trace, "fcfs", str(profile), engine_config(exp))
+def simulate_run(exp: Experiment, trace: pd.DataFrame, profile: Path | StepTimeProfile) -> dict:
+    """Mean E2E and TTFT (ms) of the finished requests, and what the run cost the engine.
+    `profile`: a profile file, or a loaded profile (the factor fit passes candidates)."""
+    prof = profile if isinstance(profile, StepTimeProfile) else str(profile)
+    res = simulate(trace, "fcfs", prof, engine_config(exp))
     req = res.requests
     done = req[req["status"] == "finished"]
     return {
@@ -403,6 +406,14 @@ def simulate_run(exp: Experiment, trace: pd.DataFrame, profile: Path) -> dict:
         "engine_s": float(res.summary["sim_wall_s"]),
         "profile": str(res.summary["profile_label"]),
     }
+
+
+def with_client_itl(got: dict, actual: pd.Series) -> dict:
+    """`got` plus the run's client-counted output length and our ITL over it, as the source
+    computes ITL; `actual`: the run's measured whole-run means."""
+    length = client_output_len(actual["e2e_mean_ms"], actual["ttft_mean_ms"], actual["itl_mean_ms"])
+    itl = itl_from_means(got["e2e_mean_ms"], got["ttft_mean_ms"], length)
+    return {**got, "client_output_len": length, "itl_mean_ms": itl}
 
 
 # --- the benchmark ------------------------------------------------------------------------
@@ -443,11 +454,7 @@ def simulate_all(
         if key not in profiles:
             profiles[key] = make_profile(exp, workdir / f"profile-{len(profiles)}.yaml")
         trace = build_trace(exp, seed, workdir / f"{exp.exp_id}.parquet")
-        got = simulate_run(exp, trace, profiles[key])
-        a = actual.loc[exp.exp_id]
-        length = client_output_len(a["e2e_mean_ms"], a["ttft_mean_ms"], a["itl_mean_ms"])
-        got["client_output_len"] = length
-        got["itl_mean_ms"] = itl_from_means(got["e2e_mean_ms"], got["ttft_mean_ms"], length)
+        got = with_client_itl(simulate_run(exp, trace, profiles[key]), actual.loc[exp.exp_id])
         rows[exp.exp_id] = got
         print(
             f"{exp.exp_id}: {got['finished']}/{got['requests']} finished, engine "

@@ -8,7 +8,7 @@ C context tokens in all, and swaps B KV blocks. Two forms, one file each (YAML o
   t = c0 + prefill_token * P + prefill_sq * sum(n_i^2) + decode_req * D
         + decode_ctx_token * C + prefill_ctx_token * prefill_ctx + swap_block * B
 - roofline (`form: roofline`; first-principles, sim/roofline.py writes it): per GPU rank,
-  t = step_overhead + max(GEMM FLOPs / F_gemm, weight bytes / BW)
+  t = step_overhead + layers x layer_overhead + max(GEMM FLOPs / F_gemm, weight bytes / BW)
         + max(attention FLOPs / F_attn, KV bytes / BW) + all-reduce + swap
   with GEMM FLOPs = gemm_flops_per_token x (P + D) + lm_head_flops_per_seq x D;
   weight bytes = weight_bytes + expert_bytes x E[experts touched by P + D tokens];
@@ -18,6 +18,8 @@ C context tokens in all, and swaps B KV blocks. Two forms, one file each (YAML o
   all-reduce = allreduces_per_step x allreduce_latency + ring traffic over the link;
   F = peak FLOP/s x achieved share, BW = memory bandwidth x achieved share (`factors`).
   GEMMs and attention run one after the other in a step, so each is its own roofline.
+  layer_overhead: the fixed time of one layer's kernels that no roofline counts (launch,
+  ramp-up and tail of each of a layer's ~10 kernels), paid by every layer of every step.
 
 Both forms also carry request_overhead_s: the front end's time per request (HTTP server,
 tokenizer, detokenizer) that a client's TTFT and end-to-end latency include and the
@@ -118,6 +120,8 @@ ROOFLINE_TERMS = (
     "host_link_bytes_s",  # PCIe, both directions together
 )
 ROOFLINE_INTS = ("num_experts", "experts_per_token", "tp")
+# Written since layer_overhead_s was introduced; profiles without them pay no per-layer cost.
+OPTIONAL_ROOFLINE = {"num_layers": 0.0}
 ROOFLINE_FACTORS = (
     "gemm_flops_share",  # achieved share of peak FLOP/s in GEMMs
     "attention_flops_share",  # ... in attention kernels
@@ -126,6 +130,7 @@ ROOFLINE_FACTORS = (
     "allreduce_latency_s",  # fixed cost of one all-reduce
     "step_overhead_s",  # CPU and launch time per step the GPU does not hide
 )
+OPTIONAL_FACTORS = {"layer_overhead_s": 0.0}  # fixed time per layer and step
 _SHARES = ROOFLINE_FACTORS[:4]
 
 
@@ -154,8 +159,10 @@ class RooflineProfile(StepTimeProfile):
         # Ring all-reduce: each rank sends and receives 2 (tp - 1) / tp of the payload,
         # over one direction of its link.
         ring = 2.0 * (tp - 1) / tp / (r["interconnect_bytes_s"] / 2 * f["interconnect_share"])
+        # Fixed costs per step, the layers' included: one constant of the profile.
+        fixed = f["step_overhead_s"] + r.get("num_layers", 0.0) * f.get("layer_overhead_s", 0.0)
         k = (
-            f["step_overhead_s"],
+            fixed,
             r["gemm_flops_per_token"] / gemm,
             r["lm_head_flops_per_seq"] / gemm,
             r["weight_bytes"] / bw,
@@ -316,8 +323,8 @@ def _roofline_sections(data: dict[str, Any], where: str) -> dict[str, Any]:
     if not isinstance(r, dict) or not isinstance(f, dict):
         raise SimError(f"{where}: a roofline profile needs 'roofline' and 'factors' mappings")
     terms: dict[str, float] = {}
-    for key in (*ROOFLINE_TERMS, *ROOFLINE_INTS):
-        v = r.get(key)
+    for key in (*ROOFLINE_TERMS, *ROOFLINE_INTS, *OPTIONAL_ROOFLINE):
+        v = r.get(key, OPTIONAL_ROOFLINE.get(key))
         if not _number(v) or v < 0:
             raise SimError(f"{where}: roofline.{key} must be a number >= 0, got {v!r}")
         terms[key] = float(v)
@@ -334,13 +341,15 @@ def _roofline_sections(data: dict[str, Any], where: str) -> dict[str, Any]:
     if terms["num_experts"] and not 0 < terms["experts_per_token"] <= terms["num_experts"]:
         raise SimError(f"{where}: roofline.experts_per_token must be in 1..num_experts")
     factors: dict[str, float] = {}
-    for key in ROOFLINE_FACTORS:
-        v = f.get(key)
+    for key in (*ROOFLINE_FACTORS, *OPTIONAL_FACTORS):
+        v = f.get(key, OPTIONAL_FACTORS.get(key))
         if not _number(v) or v < 0 or (key in _SHARES and not 0 < v <= 1):
             bound = "in (0, 1]" if key in _SHARES else ">= 0"
             raise SimError(f"{where}: factors.{key} must be a number {bound}, got {v!r}")
         factors[key] = float(v)
-    unknown = (set(r) - set(ROOFLINE_TERMS) - set(ROOFLINE_INTS)) | (set(f) - set(ROOFLINE_FACTORS))
+    unknown = (set(r) - set(ROOFLINE_TERMS) - set(ROOFLINE_INTS) - set(OPTIONAL_ROOFLINE)) | (
+        set(f) - set(ROOFLINE_FACTORS) - set(OPTIONAL_FACTORS)
+    )
     if unknown:
         raise SimError(f"{where}: unknown roofline term(s) {', '.join(sorted(unknown))}")
     return {"roofline": terms, "factors": factors}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -68,7 +69,7 @@ def roofline(
 ) -> None:
     """Estimate a step-time profile from FLOPs and bytes (an estimate, not a measurement)."""
     from sim.profile import profile_from_dict
-    from sim.roofline import build_roofline, load_factors, write_profile
+    from sim.roofline import ESTIMATE_HEADER, build_roofline, load_factors, write_profile
 
     prof = build_roofline(
         model,
@@ -83,7 +84,27 @@ def roofline(
         factors=load_factors(factors) if factors else None,
         name=name,
     )
-    write_profile(prof, out)
+    # Every option spelled out, so the header's command remakes the file whatever the defaults.
+    given = [
+        ("--model", model),
+        ("--gpu", gpu),
+        ("--tp", tp),
+        ("--dtype", dtype),
+        ("--gpu-memory-utilization", f"{gpu_memory_utilization:g}"),
+        ("--max-model-len", max_model_len),
+        ("--block-size", block_size),
+        ("--max-num-seqs", max_num_seqs),
+        ("--max-num-batched-tokens", max_num_batched_tokens),
+        ("--factors", factors),
+        ("--name", name),
+        ("-o", out),
+    ]
+    command = " ".join(
+        ["ltrsched profile roofline"]
+        + [f"{flag} {shlex.quote(str(v))}" for flag, v in given if v is not None]
+    )
+    factors_note = "" if factors else " (factors: sim/data/roofline_factors.yaml)"
+    write_profile(prof, out, header=f"{ESTIMATE_HEADER}# made by: {command}{factors_note}\n")
     loaded = profile_from_dict(prof, str(out))
     est = prof["estimate"]
     console = Console()

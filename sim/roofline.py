@@ -17,7 +17,8 @@ counted per rank and step:
   after the MLP) over the GPU-to-GPU link.
 - fp8 weights: 1 byte per linear weight and the GPU's fp8 rate (its 16-bit rate where it
   has no fp8 tensor cores); embeddings, LM head, KV cache and attention stay 16-bit.
-- fixed costs: a per-step CPU overhead, and per request the front end's time.
+- fixed costs: a per-step CPU overhead, a fixed time per layer and step (its kernels'
+  launch, ramp-up and tail), and per request the front end's time.
 
 KV blocks follow vLLM's determine_available_memory: total memory x utilisation, less the
 rank's weights and the profiling run's peak (activations of max_num_batched_tokens tokens
@@ -40,7 +41,7 @@ from sim.config import MemoryModel
 from sim.errors import SimError
 from sim.hardware import GIB, GpuSpec, load_gpu
 from sim.models import DTYPE_BYTES, ModelArch, load_model_config, rank_params, total_params
-from sim.profile import ROOFLINE_FACTORS, profile_from_dict
+from sim.profile import OPTIONAL_FACTORS, ROOFLINE_FACTORS, profile_from_dict
 from traces.io import atomic_write
 
 DTYPES = ("bf16", "fp16", "fp8")
@@ -74,6 +75,7 @@ def load_factors(path: str | Path | None = None) -> Factors:
     try:
         data = yaml.safe_load(text) or {}
         f = {k: float(data["factors"][k]) for k in ROOFLINE_FACTORS}
+        f.update({k: float(data["factors"].get(k, v)) for k, v in OPTIONAL_FACTORS.items()})
         return Factors(
             factors=f,
             request_overhead_s=float(data["request_overhead_s"]),
@@ -230,6 +232,7 @@ def build_roofline(
             "kv_bytes_per_token": c.kv_bytes_per_token,
             "allreduce_bytes_per_token": c.allreduce_bytes_per_token,
             "allreduces_per_step": c.allreduces_per_step,
+            "num_layers": arch.num_layers,
             "swap_bytes_per_block": block_size * c.kv_bytes_per_token,
             "tp": tp,
             **rates,

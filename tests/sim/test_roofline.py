@@ -189,6 +189,28 @@ def test_step_time_by_hand(gpu_file):
         pytest.approx(3 * 16 * 256 / 25e9))
 
 
+def test_each_layer_pays_its_fixed_time_every_step(gpu_file):
+    slow = Factors({**ONES, "layer_overhead_s": 1e-4}, 0.002, 0.125 * GIB)
+    base = profile_from_dict(build(gpu_file))
+    more = profile_from_dict(build_roofline(tiny(), gpu_file, factors=slow, max_model_len=4096,
+                                            gpu_memory_utilization=0.5,
+                                            max_num_batched_tokens=1024))
+    assert more.roofline["num_layers"] == 2 and base.factors["layer_overhead_s"] == 0.0
+    for args in [(0, 0, 1, 10), (1000, 1000**2, 10, 5000), (0, 0, 300, 10**6)]:
+        assert more.step_time(*args) - base.step_time(*args) == pytest.approx(2e-4, rel=1e-9)
+
+
+def test_profiles_from_before_the_layer_term_load_and_pay_no_layer_time(gpu_file):
+    new = build(gpu_file)
+    new["factors"]["layer_overhead_s"] = 5e-5
+    old = {**new, "roofline": dict(new["roofline"]), "factors": dict(new["factors"])}
+    del old["roofline"]["num_layers"], old["factors"]["layer_overhead_s"]
+    was = profile_from_dict(old)
+    assert was.roofline["num_layers"] == 0 and was.factors["layer_overhead_s"] == 0.0
+    now = profile_from_dict(new)
+    assert now.step_time(0, 0, 1, 10) - was.step_time(0, 0, 1, 10) == pytest.approx(1e-4)
+
+
 @settings(max_examples=60, deadline=None)
 @given(moe=st.booleans(), tp=st.sampled_from([1, 2]),
        rows=st.lists(st.tuples(st.integers(0, 3000), st.integers(1, 300),
@@ -197,7 +219,9 @@ def test_step_time_by_hand(gpu_file):
 def test_scalar_and_array_calls_give_identical_floats(moe, tp, rows, tmp_path_factory):
     gpu = tmp_path_factory.mktemp("g") / "gpu.yaml"
     gpu.write_text(yaml.safe_dump(GPU))
-    prof = profile_from_dict(build(str(gpu), TINY_MOE if moe else TINY, tp=tp))
+    d = build(str(gpu), TINY_MOE if moe else TINY, tp=tp)
+    d["factors"]["layer_overhead_s"] = 3.7e-5
+    prof = profile_from_dict(d)
     pre, dec, ctx, swap = (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
     arr = prof.step_time(pre, pre * pre, dec, ctx, swap, pre * 7)
     one = [prof.step_time(int(p), int(p) * int(p), int(d), int(c), int(s), int(p) * 7)
@@ -225,8 +249,10 @@ def test_decode_is_memory_bound_and_long_prefill_compute_bound():
     r, f = prof.roofline, prof.factors
     bw = r["memory_bandwidth_bytes_s"] * f["memory_bandwidth_share"]
     one = prof.step_time(0, 0, 1, 1000)
-    assert one == pytest.approx(f["step_overhead_s"] + r["weight_bytes"] / bw
-                                + r["kv_bytes_per_token"] * 1001 / bw)
+    fixed = f["step_overhead_s"] + r["num_layers"] * f["layer_overhead_s"]
+    assert r["num_layers"] == 32
+    kv = r["kv_bytes_per_token"] * 1001
+    assert one == pytest.approx(fixed + r["weight_bytes"] / bw + kv / bw)
     big = prof.step_time(8192, 8192**2, 0, 0)
     gemm = r["gemm_flops_per_token"] * 8192 / (r["peak_flops"] * f["gemm_flops_share"])
     assert big > gemm > 10 * r["weight_bytes"] / bw
@@ -242,7 +268,9 @@ def test_written_profile_loads_and_says_estimate(tmp_path):
     assert out.read_text().startswith("# FIRST-PRINCIPLES ESTIMATE")
     loaded = load_profile(str(out))
     assert isinstance(loaded, RooflineProfile) and loaded.source == "first-principles"
-    assert "ESTIMATE" in loaded.label and loaded.request_overhead_s == 0.003
+    assert "ESTIMATE" in loaded.label
+    assert loaded.request_overhead_s == load_factors().request_overhead_s  # the file's
+    assert loaded.factors == load_factors().factors
     again = profile_from_dict(prof)
     for args in [(0, 0, 1, 10), (2048, 2048**2, 64, 64_000), (0, 0, 256, 10**6)]:
         assert loaded.step_time(*args) == again.step_time(*args)

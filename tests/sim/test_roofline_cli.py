@@ -27,6 +27,18 @@ def test_roofline_writes_a_profile_that_simulate_labels_an_estimate(tmp_path, ca
     assert rc == 0 and "ESTIMATE" in text and "num_gpu_blocks 65278" in text
     prof = load_profile(str(out))
     assert prof.form == "roofline" and prof.engine["max_num_batched_tokens"] == 2048
+    # the header says how to make the file again, every option spelled out
+    made = [x for x in out.read_text().splitlines() if x.startswith("# made by: ")]
+    assert made == [
+        f"# made by: ltrsched profile roofline --model qwen2.5-7b --gpu H100-SXM --tp 1 "
+        f"--gpu-memory-utilization 0.9 --max-model-len 4096 --block-size 16 --max-num-seqs 128 "
+        f"--max-num-batched-tokens 2048 -o {out} (factors: sim/data/roofline_factors.yaml)"
+    ]
+    again = tmp_path / "again.yaml"
+    argv = made[0].removeprefix("# made by: ltrsched ").split(" (factors")[0].split()
+    assert main([*argv[:-1], str(again)]) == 0
+    capsys.readouterr()
+    assert again.read_text().replace(str(again), "X") == out.read_text().replace(str(out), "X")
     trace = tmp_path / "t.parquet"
     write_trace(pd.DataFrame({"request_id": range(20), "arrival_s": np.arange(20) * 0.1,
                               "prompt_tokens": 100, "output_tokens": 20}), trace,
