@@ -9,18 +9,20 @@ Seams, as read in vLLM 0.32 (vllm/v1/core/sched/scheduler.py):
 - before each schedule() every live request gets the policy's key; `self.waiting` is a
   PolicyQueue sorted by it, so vLLM's admission loop takes waiting requests in policy
   order and stops at the first that does not fit, as it does for FCFS;
-- the preemption victim: in `fcfs` mode vLLM preempts running[-1]. Before each
-  schedule() the plug-in sorts `self.running` in place by the same keys, best first, so
-  running requests get the token budget in policy order and the victim is the
-  lowest-ranked one, as in the simulator. `Request.priority` is never written: it is the
-  user's, and KV connectors read it (a request's own priority stays readable by policies
-  as the feature score_priority = -priority);
+- the preemption victim: in `priority` mode vLLM preempts max(running, key=(priority,
+  arrival_time)), wherever the victim sits in the running list. The plug-in runs vLLM in
+  that mode and, for the length of each schedule() call only, sets every running
+  request's priority to its rank under the policy, so the victim is the lowest-ranked
+  running request, as in the simulator; the user's priorities are put back before
+  schedule() returns (vLLM's LMCache connector reads them later). The running list keeps
+  vLLM's order (admission), so running requests take the token budget as they do in vLLM
+  and in the simulator. A request's own priority stays readable by policies as the
+  feature score_priority = -priority;
 - vLLM's `--scheduling-policy priority` is honoured: the request's priority comes first
-  in every key (vLLM's order is (priority, arrival_time)), the policy orders requests of
-  equal priority, and vLLM runs its `fcfs` victim rule over that order, so with `fcfs`
-  the plug-in schedules and preempts as vLLM's priority scheduler does. vLLM's
-  `kv_holding_waiting` queue (waiting requests that hold KV blocks, drained first) keeps
-  vLLM's own order;
+  in every key (vLLM's order is (priority, arrival_time)) and the policy orders requests
+  of equal priority, so with `fcfs` the plug-in schedules and preempts as vLLM's
+  priority scheduler does. vLLM's `kv_holding_waiting` queue (waiting requests that hold
+  KV blocks, drained first) keeps vLLM's own order;
 - counters: update_from_output() moves each request's RequestView with
   policies.base.RequestCounters; one JSON line per step goes to the step log;
 - scores: with a predictor configured (live/inserver.py), the requests that arrived
@@ -92,10 +94,10 @@ class PolicySchedulingMixin:
         self._ltr_pending: deque[tuple[Any, StepRecord, float, float]] = deque()
         self._ltr_spill_s = 0.0  # our time outside any step (add_request, log writes)
         self._ltr_pending_ours = 0.0  # our time after the last schedule()
-        # The user's mode orders our keys; vLLM's victim rule is then fcfs's, running[-1]
-        # of the running list that schedule() sorts by those keys.
+        # The user's mode orders our keys; vLLM's victim rule is priority mode's, over
+        # the ranks schedule() lends the running requests (see _ltr_lend_ranks).
         self._ltr_priority_mode = self.policy == SchedulingPolicy.PRIORITY
-        self.policy = SchedulingPolicy.FCFS
+        self.policy = SchedulingPolicy.PRIORITY
         self.waiting = PolicyQueue(self.waiting)
 
     # ------------------------------------------------------------------ engine info
@@ -160,16 +162,21 @@ class PolicySchedulingMixin:
             except Exception as e:  # noqa: BLE001 - never take the engine down
                 self._ltr_fail(e)
         p0 = time.perf_counter()
+        lent: list[tuple[Any, int]] = []
         try:
             keys, full = run.rank_keys(start)
             order = self._ltr_order(keys)
-            self.running.sort(key=order)  # in place: vLLM holds this list
+            lent = self._ltr_lend_ranks(order)
             # newly scored requests leave their unscored place
             self.waiting.reorder(order, full or scored > 0)
         except Exception as e:  # noqa: BLE001
             self._ltr_fail(e)
         ours = time.perf_counter() - p0
-        out = super().schedule(*args, **kwargs)
+        try:
+            out = super().schedule(*args, **kwargs)
+        finally:
+            for r, priority in lent:  # the user's priorities back, preempted ones too
+                r.priority = priority
         end = time.monotonic()
         p1 = time.perf_counter()
         if self._ltr_scorer is not None:
@@ -216,11 +223,21 @@ class PolicySchedulingMixin:
         super().shutdown()
 
     # ------------------------------------------------------------------ our work
+    def _ltr_lend_ranks(self, order: Any) -> list[tuple[Any, int]]:
+        """Set each running request's priority to its rank (vLLM's victim is the
+        running request of greatest (priority, arrival_time)); returns the (request, its
+        own priority) pairs that schedule() restores as soon as vLLM has planned."""
+        running = list(self.running)
+        lent = [(r, r.priority) for r in running]
+        for rank, r in enumerate(sorted(running, key=order)):
+            r.priority = rank
+        return lent
+
     def _ltr_order(self, keys: dict[str, tuple]) -> Any:
         """Sort key over vLLM requests: ranked ones by their key, then the unranked (a
         score on the way) in arrival order; in priority mode, all of it within each
-        priority. Running requests sort with it too, so vLLM's victim, running[-1], is
-        the lowest-ranked one, unranked first."""
+        priority. Running requests are ranked by it too (see _ltr_lend_ranks): the
+        victim is the lowest-ranked one, unranked first."""
         prio = self._ltr_priority_mode
 
         def order(r: Any) -> tuple:

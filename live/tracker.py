@@ -3,10 +3,11 @@ policy contract. Counters move with policies.base.RequestCounters, the same rule
 simulator uses, so a policy sees the same numbers in both engines.
 
 A request's order key is (its vLLM priority, when vLLM runs in `priority` mode), then the
-policy's key, then vLLM's own tie-break, `Request.arrival_time`, then policies.base's
-tie_key. A request with no traced arrival arrives at its `Request.arrival_time` on the
-run's clock. The priority is read whenever the request is keyed (every step while it
-runs, and when it joins the waiting queue), never written."""
+policy's key, then (for a request not replayed from a trace) vLLM's own tie-break,
+`Request.arrival_time`, then policies.base's tie_key. A request with no traced
+arrival arrives at its `Request.arrival_time` on the run's clock. The priority is read
+whenever the request is keyed (every step while it runs, and when it joins the waiting
+queue); the scheduler lends ranks in its place only inside schedule()."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class Tracked:
     key: tuple | None = None  # its last key (with the tie-breaker)
     synced_step: int = 0  # steps before this one are in view's counters
     cached_known: bool = False  # view.cached_tokens holds vLLM's hit (first scheduled)
+    traced: bool = False  # its arrival is the trace's (replay), not vLLM's clock
 
 
 @dataclass
@@ -88,7 +90,8 @@ class RequestTracker:
             waiting_since_s=arrival,
             features=features,
         )
-        self.entries[request.request_id] = Tracked(view, request, synced_step=self.step)
+        self.entries[request.request_id] = Tracked(
+            view, request, synced_step=self.step, traced=tag.arrival_s is not None)
         self._joined_waiting(request.request_id)
         return view
 
@@ -116,9 +119,15 @@ class RequestTracker:
         return v
 
     def order_key(self, e: Tracked, policy_key: Any) -> tuple:
-        """The request's place: (vLLM priority,) policy key, vLLM's tie-break, ours."""
+        """The request's place: (vLLM priority,) policy key, then the tie-break. A
+        replayed request's arrival is the trace's, and ties go as in the simulator
+        (tie_key: traced arrival, then request id); any other request's go first by
+        vLLM's own tie-break, Request.arrival_time."""
         r = e.request
-        tie = (float(getattr(r, "arrival_time", 0.0) or 0.0), tie_key(e.view))
+        if e.traced:
+            tie: tuple = (tie_key(e.view),)
+        else:
+            tie = (float(getattr(r, "arrival_time", 0.0) or 0.0), tie_key(e.view))
         if self.priority_first:
             return (int(getattr(r, "priority", 0) or 0), policy_key, *tie)
         return (policy_key, *tie)

@@ -33,8 +33,12 @@ from predictor.scoring import score_prompts  # noqa: E402
 from predictor.train import train  # noqa: E402
 from traces.io import write_trace  # noqa: E402
 
-STARVATION = 400  # steps waited before promotion
-BLOCKER_TOKENS = 300  # keeps the one slot busy while the others queue (fewer steps)
+STARVATION = 200  # steps waited before promotion
+# The blocker holds the one slot until every request sent is in the engine's waiting
+# queue (read from the server's metrics), then its client hangs up and vLLM aborts it;
+# its length only bounds how long a loaded machine may take to queue them.
+BLOCKER_TOKENS = 3000
+MAX_MODEL_LEN = 4096
 SHORT_TOKENS = 8
 TINY = dict(backbone="opt-tiny", max_prompt_tokens=32, vocab_size=300, list_size=16,
             batch_size=16, lr=3e-3, device="cpu", threads=1, seed=0, epochs=2)
@@ -82,7 +86,7 @@ def server(setup):
            "--dummy-weights",
            "--port", str(port), "--policy", f"ltr:starvation={STARVATION},quantum=10",
            "--step-log", str(d / "steps.jsonl"), "--",
-           "--max-num-seqs", "1", "--enforce-eager", "--max-model-len", "512",
+           "--max-num-seqs", "1", "--enforce-eager", "--max-model-len", str(MAX_MODEL_LEN),
            "--no-enable-prefix-caching"]
     env = {**os.environ, "VLLM_LOGGING_STREAM": "ext://sys.stderr"}
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -117,8 +121,9 @@ def complete(url: str, model: str, prompt: str, max_tokens: int) -> dict:
 
 
 def stream(url: str, model: str, prompt: str, max_tokens: int,
-           started: threading.Event) -> None:
-    """A streamed completion; `started` is set at its first token."""
+           started: threading.Event, stop: threading.Event) -> None:
+    """A streamed completion; `started` is set at its first token; once `stop` is set
+    the client hangs up (vLLM aborts the request)."""
     body = json.dumps({"model": model, "prompt": prompt, "max_tokens": max_tokens,
                        "ignore_eos": True, "temperature": 0, "stream": True}).encode()
     req = urllib.request.Request(f"{url}/v1/completions", body,
@@ -127,13 +132,27 @@ def stream(url: str, model: str, prompt: str, max_tokens: int,
         for line in r:
             if line.startswith(b"data:"):
                 started.set()
+            if stop.is_set():
+                return
+
+
+def requests_waiting(url: str) -> float:
+    """vLLM's gauge of requests in the engine's waiting queue."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("vllm:num_requests_waiting"):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("the server's metrics have no vllm:num_requests_waiting")
 
 
 def served_order(url: str, model: str, first: list[str], then: list[str] = (),
-                 queued: int = 5) -> list[int]:
+                 queued: int = 5, first_after: int = 0) -> list[int]:
     """Hold the one slot with a long request; meanwhile send the `first` prompts (in list
     order), then keep `queued` of the `then` prompts waiting: each response back lets the
-    next one go. Returns prompt indices (first, then then) in the order they came back."""
+    next one go. The blocker stops once all those sent wait in the engine, so the order
+    they are served in is the scheduler's, however slowly the machine took them in.
+    With first_after > 0 the `first` prompts go only once that many responses are back
+    (the blocker long gone). Returns prompt indices (first, then then) in the order they came back."""
     prompts = list(first) + list(then)
     done: list[int] = []
     lock = threading.Lock()
@@ -147,25 +166,37 @@ def served_order(url: str, model: str, first: list[str], then: list[str] = (),
             nxt = next(feed, None)
             if nxt is not None:
                 start(nxt)
+            if first_after and len(done) == first_after:
+                for j in range(len(first)):
+                    start(j)
 
     def start(i: int) -> None:
         t = threading.Thread(target=one, args=(i,))
         threads.append(t)
         t.start()
 
-    started = threading.Event()
+    started, stop = threading.Event(), threading.Event()
     blocker = threading.Thread(target=stream, args=(url, model, "block", BLOCKER_TOKENS,
-                                                    started))
+                                                    started, stop))
     blocker.start()
     assert started.wait(120), "the blocker got no token"  # it runs, alone, from here
     with lock:
-        for i in range(len(first)):
+        sent = 0
+        for i in range(0 if first_after else len(first)):
             start(i)
+            sent += 1
             time.sleep(0.002)
         for _ in range(queued):
             nxt = next(feed, None)
             if nxt is not None:
                 start(nxt)
+                sent += 1
+    deadline = time.monotonic() + 120
+    while requests_waiting(url) < sent and time.monotonic() < deadline:
+        assert blocker.is_alive(), "the blocker ended before the requests were queued"
+        time.sleep(0.05)
+    assert blocker.is_alive() and not done, "the blocker ended before the requests queued"
+    stop.set()
     deadline = time.monotonic() + 300
     while len(done) < len(prompts) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -194,9 +225,9 @@ def test_starvation_prevention_promotes_a_request_that_waited_too_long(server, s
     # The low one arrives with 5 others, and 5 more keep waiting as each leaves: the queue
     # always holds higher-scored requests, none waiting long, so only promotion lets it in.
     order = served_order(url, model, [pool[low]], [pool[i] for i in high])
-    # Unpromoted it would come back last (51st). It waits the blocker's 300 steps (less
-    # the few it ran before the others were sent), then about 12 short requests of 8
-    # steps, is promoted at 400 steps and goes next.
+    # Unpromoted it would come back last (51st). It waits the few steps the blocker runs
+    # after the requests are queued, then about 25 short requests of 8 steps, is
+    # promoted at 200 steps and goes next.
     position = order.index(0)
     assert 5 <= position <= 30, order
     log = (d / "steps.jsonl").read_text().splitlines()
