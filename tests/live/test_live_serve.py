@@ -152,7 +152,8 @@ def served_order(url: str, model: str, first: list[str], then: list[str] = (),
     next one go. The blocker stops once all those sent wait in the engine, so the order
     they are served in is the scheduler's, however slowly the machine took them in.
     With first_after > 0 the `first` prompts go only once that many responses are back
-    (the blocker long gone). Returns prompt indices (first, then then) in the order they came back."""
+    (the blocker long gone). Returns prompt indices (first, then then) in the order they
+    came back."""
     prompts = list(first) + list(then)
     done: list[int] = []
     lock = threading.Lock()
