@@ -16,22 +16,23 @@ from analysis.executors import ExecutorOptions, executor_names
 
 Opt = typer.Option
 
+# Where a grid of runs executes: shared by `ltrsched sweep` and `ltrsched paper`.
+ExecutorOpt = Annotated[str, Opt(help=f"Where runs execute: {', '.join(executor_names())}.")]
+WorkersOpt = Annotated[
+    int | None, Opt(help="Worker processes (local) or CPUs (local Ray); default: all cores.")
+]
+RayAddressOpt = Annotated[
+    str | None,
+    Opt(help="Ray cluster address (ray://host:10001 or auto); none starts Ray on this machine."),
+]
+
 
 def sweep(
     spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML); see examples/.")],
     out: Annotated[Path, Opt("--out", "-o", help="Output folder (results/, requests/, ...).")],
-    executor: Annotated[
-        str, Opt(help=f"Where runs execute: {', '.join(executor_names())}.")
-    ] = "local",
-    workers: Annotated[
-        int | None, Opt(help="Worker processes (local) or CPUs (local Ray); default: all cores.")
-    ] = None,
-    ray_address: Annotated[
-        str | None,
-        Opt(
-            help="Ray cluster address (ray://host:10001 or auto); none starts Ray on this machine."
-        ),
-    ] = None,
+    executor: ExecutorOpt = "local",
+    workers: WorkersOpt = None,
+    ray_address: RayAddressOpt = None,
     max_runs: Annotated[
         int | None, Opt(help="Run at most this many of the pending runs, then stop.")
     ] = None,

@@ -43,6 +43,7 @@ _SUBCOMMANDS = [
     ("analysis.compare", "compare", "compare"),
     ("analysis.sweep_cli", "sweep", "sweep"),
     ("analysis.report_cli", "report", "report"),
+    ("analysis.paper_cli", "paper", "paper"),
 ]
 
 # Each package's exception for user mistakes, caught once here.

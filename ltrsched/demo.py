@@ -129,7 +129,6 @@ def _train_and_score(out: Path, test_path: Path, n_records: int, epochs: int, se
         console.print("[yellow]torch is not installed: skipping the predictor "
                       "(pip install 'ltrsched[predictor]')[/yellow]")
         return None
-    from predictor.config import TrainConfig
     from predictor.metrics import ranking_metrics
     from predictor.scoring import score_trace
     from predictor.train import train
@@ -144,9 +143,7 @@ def _train_and_score(out: Path, test_path: Path, n_records: int, epochs: int, se
     console.print(f"training records: ShareGPT [0, {n_records}) -> {len(train_set.df)} "
                   f"prompts; the test trace starts at record 12000")
     model_dir = out / "predictor"
-    cfg = TrainConfig(backbone=DEMO_BACKBONE, loss="listmle", epochs=epochs,
-                      max_prompt_tokens=DEMO_MAX_PROMPT_TOKENS, lr=DEMO_LR, seed=seed)
-    train(cfg, train_path, model_dir, console)
+    train(demo_train_config(epochs, seed), train_path, model_dir, console)
     scored = out / "test-scored.parquet"
     col = score_trace(model_dir, test_path, scored, name="demo")
     df, _ = read_trace(scored)
@@ -156,6 +153,15 @@ def _train_and_score(out: Path, test_path: Path, n_records: int, epochs: int, se
     console.print(f"predictor on the test trace: Kendall tau {model['kendall_tau']:.3f} "
                   f"(prompt-length heuristic {heuristic['kendall_tau']:.3f})")
     return scored, col
+
+
+def demo_train_config(epochs: int, seed: int):
+    """The demo's recipe (what 2 CPU cores train in a minute or two): MiniLM, ListMLE,
+    prompts cut to DEMO_MAX_PROMPT_TOKENS, lr DEMO_LR. `ltrsched paper` trains with it too."""
+    from predictor.config import TrainConfig
+
+    return TrainConfig(backbone=DEMO_BACKBONE, loss="listmle", epochs=epochs,
+                       max_prompt_tokens=DEMO_MAX_PROMPT_TOKENS, lr=DEMO_LR, seed=seed)
 
 
 def _safe(spec: str) -> str:
