@@ -95,7 +95,7 @@ async def run_trace(
     reason = await replay(backend, records, prompts, xargs, t0, spec.stall_timeout_s,
                           max_model_len, turns)
     wall_s = time.monotonic() - wall0
-    log = _read_log(spec.step_log, run_id)
+    log = read_run_log(spec.step_log, run_id)
     req = requests_frame(records)
     summary = summarize(req, log, reason)
     summary.update({
@@ -151,10 +151,14 @@ def session_turns(df: pd.DataFrame) -> Turns | None:
     return Turns(previous, think.tolist())
 
 
-def _read_log(path: Path | None, run_id: str) -> StepLog:
+def read_run_log(path: Path | None, run_id: str) -> StepLog:
+    """The run's steps as far as the engine had logged them when the last response came
+    back: every step up to the last finishing one (flushed before its outputs were sent).
+    The empty step vLLM runs after it (scheduling nothing, to pass on the finished ids)
+    may be on disk or not yet; it is left out, so the steps do not hang on that race."""
     if path is None or not path.exists():
         return StepLog({}, steps_frame([]), [])
-    return read_step_log(path, run_id)
+    return read_step_log(path, run_id, through_last_work=True)
 
 
 def summarize(req: pd.DataFrame, log: StepLog, reason: str | None) -> dict[str, Any]:

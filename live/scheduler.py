@@ -226,10 +226,23 @@ class PolicySchedulingMixin:
     def _ltr_lend_ranks(self, order: Any) -> list[tuple[Any, int]]:
         """Set each running request's priority to its rank (vLLM's victim is the
         running request of greatest (priority, arrival_time)); returns the (request, its
-        own priority) pairs that schedule() restores as soon as vLLM has planned."""
+        own priority) pairs that schedule() restores as soon as vLLM has planned.
+
+        In vLLM's priority mode its victim among equals is the first of them in the
+        running list (max() keeps the first greatest), so there the last tie-breaker
+        (request id) gives way to the running list's order, reversed."""
         running = list(self.running)
         lent = [(r, r.priority) for r in running]
-        for rank, r in enumerate(sorted(running, key=order)):
+        if self._ltr_priority_mode:
+
+            def rank_key(i: int) -> tuple:
+                prio, unranked, k = order(running[i])
+                return (prio, unranked, k[:-1], -i)
+
+            ranked = [running[i] for i in sorted(range(len(running)), key=rank_key)]
+        else:
+            ranked = sorted(running, key=order)
+        for rank, r in enumerate(ranked):
             r.priority = rank
         return lent
 

@@ -1,9 +1,12 @@
 """The per-step log the plug-in writes in vLLM's engine-core process, and its reader.
 
-JSON lines, appended and flushed every few steps so that a driver in another process
-(or after a crash) reads what was logged: a "run" header when a run starts, one "step"
-line per engine step, and "error" lines when the policy failed and the plug-in fell
-back to vLLM's arrival order.
+JSON lines, appended and flushed every few steps, at every step that finishes a request and
+at every step after which the engine is idle, so that a driver in another process (or
+after a crash) reads what was logged, and a driver that saw a response end finds every
+step up to the one that ended it: the step is logged in update_from_output, before vLLM
+sends that step's outputs. A "run" header when a run starts, one "step" line per engine
+step, and "error" lines when the policy failed and the plug-in fell back to vLLM's
+arrival order.
 """
 
 from __future__ import annotations
@@ -62,7 +65,9 @@ class StepRecord:
 
 
 class StepLogWriter:
-    """Appends JSON lines to one file; buffers a few steps between flushes."""
+    """Appends JSON lines to one file; buffers a few steps between flushes, none past a
+    step that finishes a request (its driver may read the log as soon as the response
+    ends) or leaves the engine idle (no more steps may come to flush them)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -79,7 +84,8 @@ class StepLogWriter:
         self._write({"kind": "step", "run": run, **asdict(rec)})
         self._pending += 1
         now = time.monotonic()
-        if self._pending >= FLUSH_EVERY_STEPS or now - self._last_flush >= FLUSH_EVERY_S:
+        if (rec.finished_requests or not rec.busy_after or self._pending >= FLUSH_EVERY_STEPS
+                or now - self._last_flush >= FLUSH_EVERY_S):
             self.flush()
 
     def error(self, run: str, message: str) -> None:
@@ -111,9 +117,12 @@ class StepLog:
     errors: list[str]
 
 
-def read_step_log(path: str | Path, run: str | None = None) -> StepLog:
+def read_step_log(path: str | Path, run: str | None = None,
+                  through_last_work: bool = False) -> StepLog:
     """Read one run's lines (the last run in the file when run is None); a torn last
-    line (a crash mid-write) is skipped."""
+    line (a crash mid-write) is skipped. through_last_work: the steps end at the last one
+    that scheduled a request, before durations are taken, so a trailing empty step (on
+    disk or not yet) changes nothing."""
     lines = []
     for raw in Path(path).read_text(encoding="utf-8").splitlines():
         try:
@@ -125,6 +134,10 @@ def read_step_log(path: str | Path, run: str | None = None) -> StepLog:
         run = runs[-1] if runs else None
     header = next((x for x in lines if x.get("kind") == "run" and x.get("run") == run), {})
     rows = [x for x in lines if x.get("kind") == "step" and x.get("run") == run]
+    if through_last_work:
+        rows.sort(key=lambda x: x["step"])
+        while rows and not rows[-1].get("scheduled_requests"):
+            rows.pop()
     errors = [x["message"] for x in lines if x.get("kind") == "error" and x.get("run") == run]
     return StepLog(header, steps_frame(rows), errors)
 

@@ -177,7 +177,7 @@ def test_each_engine_schedules_in_the_policy_order(runs, engine, key):
     keys, starvation = policy_keys(trace, POLICIES[key])
     order = service_order(runs[engine][key], engine)
     bad, checked = out_of_order(order, keys, starvation)
-    assert checked > 1000  # the queue held many requests at once: the check has teeth
+    assert checked > 500  # the queue held many requests at once: the check has teeth
     assert not bad, bad[:10]
     if starvation is not None:  # the rule acted, and only past its threshold
         promoted = order[order["first"] - order["entered"] >= starvation]

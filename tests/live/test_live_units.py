@@ -19,6 +19,7 @@ from live.policy_run import PolicyRun
 from live.prompts import fit_length, prompt_token_ids
 from live.queue import PolicyQueue
 from live.records import RequestRecord
+from live.run import read_run_log
 from live.steplog import StepLogWriter, StepRecord, read_step_log
 from live.tracker import RequestTracker
 from live.xargs import RequestTag, RunTag, decode, encode
@@ -158,6 +159,45 @@ def test_step_log_durations_run_to_the_next_step_while_busy(tmp_path):
     assert log.header["num_gpu_blocks"] == 10
     assert list(log.steps["duration_s"]) == pytest.approx([1.0, 0.5, 0.25])
     assert log.steps["swapped_blocks"].eq(0).all() and log.steps["step"].tolist() == [0, 1, 2]
+
+
+def test_step_log_is_on_disk_once_a_request_finishes_or_the_engine_goes_idle(tmp_path):
+    """A driver reads the log when its last response is back: every step up to the one
+    that finished it must be there, and the idle step that ended a burst, though no
+    later step comes to trigger a flush."""
+    path = tmp_path / "steps.jsonl"
+    w = StepLogWriter(path)
+    w.header(run="r")
+    w.step("r", StepRecord(0, start_s=0.0, end_s=0.1, scheduled_requests=1))  # buffered
+    assert len(path.read_text().splitlines()) == 1
+    w.step("r", StepRecord(1, start_s=0.1, end_s=0.2, scheduled_requests=1,
+                           finished_requests=1))  # busy after: vLLM still holds its id
+    assert len(path.read_text().splitlines()) == 3
+    w.step("r", StepRecord(2, start_s=0.2, end_s=0.3, scheduled_requests=1))  # buffered
+    w.step("r", StepRecord(3, start_s=0.3, end_s=0.3, busy_after=False))
+    assert len(path.read_text().splitlines()) == 5
+    w.close()
+
+
+def test_a_runs_steps_end_at_its_last_step_with_work(tmp_path):
+    """The empty step vLLM runs after the last finish may not be on disk yet when the
+    driver reads; with it or without, the run has the same steps and durations."""
+    counts = []
+    for trailing in (False, True):
+        path = tmp_path / f"steps{trailing}.jsonl"
+        w = StepLogWriter(path)
+        w.header(run="r")
+        w.step("r", StepRecord(0, start_s=0.0, end_s=0.1, scheduled_requests=1))
+        w.step("r", StepRecord(1, start_s=0.1, end_s=0.1, busy_after=False))  # mid-run idle
+        w.step("r", StepRecord(2, start_s=0.5, end_s=0.6, scheduled_requests=2,
+                               finished_requests=2))
+        if trailing:
+            w.step("r", StepRecord(3, start_s=0.65, end_s=0.65, busy_after=False))
+        w.close()
+        steps = read_run_log(path, "r").steps
+        counts.append((steps["step"].tolist(), steps["duration_s"].tolist()))
+    assert counts[0] == counts[1]
+    assert counts[0][0] == [0, 1, 2] and counts[0][1] == pytest.approx([0.1, 0.0, 0.1])
 
 
 def test_version_pins(monkeypatch):
