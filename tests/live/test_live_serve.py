@@ -39,12 +39,16 @@ from traces.io import write_trace  # noqa: E402
 # Steps waited before promotion (the paper's is 200). Larger here so that the client has
 # far more steps than it needs to queue its requests behind the blocker before the low
 # request is due (a promotion that falls while the blocker runs takes effect only after
-# it): beside a CPU hog, queueing 100 requests took 540 steps of the blocker's.
-STARVATION = 2000
-# Steps the low request waits alone before the others are sent.
-HEAD_START = 50
-# Output tokens of each queued request in the starvation test (steps it holds the slot).
-QUEUED_TOKENS = 16
+# it): beside a CPU hog, queueing 100 requests took 540 steps of the blocker's; with a
+# second job on the other core, 150 requests took over 2,000, and 100 took 2,527 beside
+# a hog. Should the client be slower still, the test skips (it says so).
+STARVATION = 8000
+# Output tokens of each queued request in the starvation test (steps it holds the slot):
+# long, so that few requests fill the STARVATION steps and they queue quickly.
+QUEUED_TOKENS = 128
+# Steps the low request waits alone before the others are sent: more than a queued
+# request holds the slot, so the low one is promoted alone and takes the next free slot.
+HEAD_START = 200
 # The blocker holds the one slot until every request sent is in the engine's waiting
 # queue (read from the server's metrics), then its client hangs up and vLLM aborts it;
 # it is long enough never to end by itself (on a loaded machine queueing took longer
@@ -294,11 +298,11 @@ def test_starvation_prevention_promotes_a_request_that_waited_too_long(server, s
     scores = score_prompts(predictor, pool)
     low = int(np.argmin(scores))
     length = [len(tokenizer(p)["input_ids"]) for p in pool]
-    # 50 higher-scored prompts, none as long as the low one (its prefill names it), sent
-    # three times: 150 requests queued up front, so the queue needs no refills from the
-    # client; about 125 of them run in the STARVATION steps.
-    higher = [i for i in np.argsort(-scores) if length[i] != length[low]][:50]
-    queued = [pool[i] for i in higher] * 3
+    # 35 higher-scored prompts, none as long as the low one (its prefill names it), sent
+    # twice: 70 requests queued up front, so the queue needs no refills from the client;
+    # at most about 61 of them run in the STARVATION steps.
+    higher = [i for i in np.argsort(-scores) if length[i] != length[low]][:35]
+    queued = [pool[i] for i in higher] * 2
     threads = [threading.Thread(target=complete, args=(url, model_id, p, n))
                for p, n in [(pool[low], SHORT_TOKENS), *((p, QUEUED_TOKENS) for p in queued)]]
     blocker = Blocker(url, model_id)
@@ -325,8 +329,14 @@ def test_starvation_prevention_promotes_a_request_that_waited_too_long(server, s
     served = [i for i, s in enumerate(steps) if s["prefill_tokens"] == length[low]]
     assert len(served) == 1, served
     waited = served[0] - arrived
+    # The known answer needs the blocker gone before the promotion: otherwise the others
+    # may reach STARVATION too while it runs, and the promoted ones go by score.
+    freed = next(i for i in range(arrived + 1, len(steps)) if steps[i]["prefill_tokens"])
+    if freed - arrived >= STARVATION and freed != served[0]:
+        pytest.skip(f"the client queued {len(threads)} requests in {freed - arrived} steps, "
+                    f"past the promotion at {STARVATION}: too slow a machine for this test")
     assert STARVATION <= waited < STARVATION + QUEUED_TOKENS, waited
-    assert steps[served[0]]["waiting_requests"] >= 20  # higher-scored ones still queued
+    assert steps[served[0]]["waiting_requests"] >= 5  # higher-scored ones still queued
     log = step_log.read_text().splitlines()
     assert sum(s["scored_requests"] for s in steps) >= len(threads)
     assert not [x for x in log if '"kind": "error"' in x]
