@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from analysis.dataset import read_results
@@ -29,7 +28,7 @@ from analysis.paper import (
     ltr_spec,
     paper_data,
 )
-from analysis.report import CSS, Shown, export_pngs
+from analysis.report import Shown, export_pngs, figure_html, html_document
 from sim.roofline import load_factors
 from traces.io import atomic_write
 
@@ -430,13 +429,8 @@ def _html(claims: pd.DataFrame, figs: list[Shown], markdown: str) -> str:
                          for v in _claim_cells(r, " (>25% off)")) + "</tr>"
         for r in claims.itertuples())
     head = "".join(f"<th>{html.escape(h)}</th>" for h in CLAIM_HEADER)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>ltrsched paper"
-             f"</title><style>{CSS}</style><script>{get_plotlyjs()}</script></head><body>",
-             "<h1>The paper's experiments in the simulator</h1>",
-             f"<table><tr>{head}</tr>{rows}</table>"]
-    for s in figs:
-        parts.append(f"<h2>{html.escape(s.title)}</h2><p class='caption'>"
-                     f"{html.escape(s.caption)}</p>")
-        parts.append(s.figure.to_html(full_html=False, include_plotlyjs=False))
-    parts.append(f"<h2>Tables</h2><pre>{html.escape(markdown)}</pre></body></html>")
-    return "\n".join(parts)
+    parts = ["<h1>The paper's experiments in the simulator</h1>",
+             f"<table><tr>{head}</tr>{rows}</table>",
+             *(figure_html(s) for s in figs),
+             f"<h2>Tables</h2><pre>{html.escape(markdown)}</pre>"]
+    return html_document("ltrsched paper", "\n".join(parts))

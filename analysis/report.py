@@ -107,21 +107,7 @@ def _page(data: ReportData, outcome: ReportOutcome) -> str:
         failed_table(runs),
         predictor_table(runs),
     ]
-    for s in outcome.shown:
-        # The div's id differs from the heading's: getElementById must find the div.
-        div = pio.to_html(
-            s.figure,
-            full_html=False,
-            include_plotlyjs=False,
-            div_id=f"fig-{s.key}",
-            config={"displaylogo": False, "responsive": True},
-        )
-        parts += [
-            f'<h2 id="{s.key}">{html.escape(s.title)}</h2>',
-            f'<p class="caption">{html.escape(s.caption)}</p>',
-            div,
-            s.extra_html,
-        ]
+    parts += [figure_html(s) for s in outcome.shown]
     if outcome.skipped:
         items = "".join(
             f"<li><b>{html.escape(s.title)}</b>: skipped, {html.escape(s.note)}</li>"
@@ -134,13 +120,36 @@ def _page(data: ReportData, outcome: ReportOutcome) -> str:
             "<details><summary>Sweep spec (the last one run into this folder)"
             f"</summary><pre>{html.escape(spec.read_text())}</pre></details>"
         )
-    body = "\n".join(p for p in parts if p)
+    return html_document(f"ltrsched report: {names}", "\n".join(p for p in parts if p))
+
+
+def html_document(title: str, body: str) -> str:
+    """A self-contained page around body (HTML): the reports' CSS, plotly.js inlined."""
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>ltrsched report: {html.escape(names)}</title><style>{CSS}</style>"
+        f"<title>{html.escape(title)}</title><style>{CSS}</style>"
         f'<script type="text/javascript">{get_plotlyjs()}</script></head>'
         f"<body>\n{body}\n</body></html>\n"
     )
+
+
+def figure_html(s: Shown) -> str:
+    """One figure of a page: its heading, caption, plot (plotly.js is the page's) and
+    extra HTML."""
+    # The div's id differs from the heading's: getElementById must find the div.
+    div = pio.to_html(
+        s.figure,
+        full_html=False,
+        include_plotlyjs=False,
+        div_id=f"fig-{s.key}",
+        config={"displaylogo": False, "responsive": True},
+    )
+    return "\n".join([
+        f'<h2 id="{s.key}">{html.escape(s.title)}</h2>',
+        f'<p class="caption">{html.escape(s.caption)}</p>',
+        div,
+        s.extra_html,
+    ])
 
 
 def _profile_note(runs) -> str:
