@@ -149,8 +149,8 @@ def train_predictors(folder: Path, scale, console) -> dict:
         console.print("torch is not installed: the ranker runs as approx-oracle only "
                       "(pip install 'ltrsched[predictor]')", markup=False)
         return {}
-    from ltrsched.demo import demo_train_config
     from predictor.checkpoint import WEIGHTS
+    from predictor.config import cpu_train_config
     from predictor.metrics import ranking_metrics
     from predictor.scoring import score_trace
     from predictor.train import train
@@ -169,7 +169,7 @@ def train_predictors(folder: Path, scale, console) -> dict:
                 tr = build_trace(BuildConfig(**opts))
                 train_path = folder / f"{data}-train.parquet"
                 write_trace(tr.df, train_path, tr.meta)
-                train(demo_train_config(epochs=1, seed=0), train_path, model_dir)
+                train(cpu_train_config(epochs=1, seed=0), train_path, model_dir)
             test = build_trace(BuildConfig(**scored_trace_options(data, scale), seed=0))
             test_path = folder / f"{data}-test.parquet"
             write_trace(test.df, test_path, test.meta)

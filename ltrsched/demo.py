@@ -22,11 +22,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-# A pretrained encoder shipped by a PyPI package (no download), cut short for CPU.
-DEMO_BACKBONE = "minilm"
-DEMO_MAX_PROMPT_TOKENS = 128
-DEMO_LR = 1e-4  # short CPU runs of MiniLM learned faster at 1e-4 than the paper's 2e-5
-
 SWEEP_RATES = (32, 64, 96, 128)
 
 POLICIES = [
@@ -129,6 +124,7 @@ def _train_and_score(out: Path, test_path: Path, n_records: int, epochs: int, se
         console.print("[yellow]torch is not installed: skipping the predictor "
                       "(pip install 'ltrsched[predictor]')[/yellow]")
         return None
+    from predictor.config import cpu_train_config
     from predictor.metrics import ranking_metrics
     from predictor.scoring import score_trace
     from predictor.train import train
@@ -143,7 +139,7 @@ def _train_and_score(out: Path, test_path: Path, n_records: int, epochs: int, se
     console.print(f"training records: ShareGPT [0, {n_records}) -> {len(train_set.df)} "
                   f"prompts; the test trace starts at record 12000")
     model_dir = out / "predictor"
-    train(demo_train_config(epochs, seed), train_path, model_dir, console)
+    train(cpu_train_config(epochs, seed), train_path, model_dir, console)
     scored = out / "test-scored.parquet"
     col = score_trace(model_dir, test_path, scored, name="demo")
     df, _ = read_trace(scored)
@@ -153,15 +149,6 @@ def _train_and_score(out: Path, test_path: Path, n_records: int, epochs: int, se
     console.print(f"predictor on the test trace: Kendall tau {model['kendall_tau']:.3f} "
                   f"(prompt-length heuristic {heuristic['kendall_tau']:.3f})")
     return scored, col
-
-
-def demo_train_config(epochs: int, seed: int):
-    """The demo's recipe (what 2 CPU cores train in a minute or two): MiniLM, ListMLE,
-    prompts cut to DEMO_MAX_PROMPT_TOKENS, lr DEMO_LR. `ltrsched paper` trains with it too."""
-    from predictor.config import TrainConfig
-
-    return TrainConfig(backbone=DEMO_BACKBONE, loss="listmle", epochs=epochs,
-                       max_prompt_tokens=DEMO_MAX_PROMPT_TOKENS, lr=DEMO_LR, seed=seed)
 
 
 def _safe(spec: str) -> str:

