@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.dataset import read_results
+from analysis.dataset import SweepDir, read_results
 from analysis.errors import AnalysisError
 from analysis.paper import (
     DATASETS,
@@ -250,8 +250,7 @@ def build_paper_report(out: Path, exps: list[Experiment], png: Path | None) -> P
 
 
 def _trace_prompt_mean(sweep: Path, row: pd.Series) -> float:
-    df = pd.read_parquet(sweep / "traces" / f"{row['trace_id']}.parquet",
-                         columns=["prompt_tokens"])
+    df = pd.read_parquet(SweepDir(sweep).trace(row["trace_id"]), columns=["prompt_tokens"])
     return float(df["prompt_tokens"].mean())
 
 
