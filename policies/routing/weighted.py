@@ -52,10 +52,11 @@ class WeightedScorers(Router):
 
     Each scorer gives every replica a score in [0, 1]; the replica with the highest
     weighted sum wins, the lowest index on ties (llm-d's max-score picker breaks ties at
-    random). The defaults are the default profile of the extension's inferencepool chart,
-    which llm-d's inference-scheduling guide deploys (config/charts/inferencepool/
-    templates/epp-config.yaml: queue-scorer 2, kv-cache-utilization-scorer 2,
-    prefix-cache-scorer 3). `session` mirrors llm-d's session-affinity scorer
+    random). The defaults are llm-d's default profile: queue-scorer 2,
+    kv-cache-utilization-scorer 2, prefix-cache-scorer 3 (llm-d/llm-d, guides/
+    inference-scheduling/scheduler/inference-scheduling.values.yaml; the same in the
+    extension's chart, config/charts/inferencepool/templates/epp-config.yaml; checked
+    2026-12). `session` mirrors llm-d's session-affinity scorer
     (llm-d/llm-d-inference-scheduler, deploy/config/session-affinity-config.yaml): 1 on
     the replica that served the session's previous turn. No filter: every replica serves
     both prefill and decode here.
