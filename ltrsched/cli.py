@@ -34,6 +34,7 @@ app = typer.Typer(
 _SUBCOMMANDS = [
     ("traces.cli", "app", "trace"),
     ("policies.cli", "app", "policies"),
+    ("policies.routing.cli", "app", "routers"),
     ("sim.cli", "simulate", "simulate"),
     ("sim.profile_cli", "app", "profile"),
     ("predictor.cli", "app", "predictor"),

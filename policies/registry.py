@@ -86,40 +86,57 @@ def params_of(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls) if f.init and "help" in f.metadata}
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
-    """'ltr:col=score_a,starvation=200' -> ('ltr', {'col': 'score_a', 'starvation': '200'})."""
+def parse_spec(
+    spec: str, kind: str = "policy", error: type[PolicyError] = PolicyError
+) -> tuple[str, dict[str, str]]:
+    """'ltr:col=score_a,starvation=200' -> ('ltr', {'col': 'score_a', 'starvation': '200'}).
+
+    kind and error name what is parsed in messages ("router" for policies/routing)."""
     name, _, rest = spec.strip().partition(":")
     name = name.strip()
     if not name:
-        raise PolicyError(f"empty policy name in spec {spec!r}")
+        raise error(f"empty {kind} name in spec {spec!r}")
     raw: dict[str, str] = {}
     for item in filter(None, (s.strip() for s in rest.split(","))):
         key, eq, value = item.partition("=")
         key, value = key.strip(), value.strip()
         if not eq or not key:
-            raise PolicyError(f"policy {name!r}: expected key=value, got {item!r}")
+            raise error(f"{kind} {name!r}: expected key=value, got {item!r}")
         if key in raw:
-            raise PolicyError(f"policy {name!r}: parameter {key!r} given twice")
+            raise error(f"{kind} {name!r}: parameter {key!r} given twice")
         raw[key] = value
     return name, raw
 
 
-def coerce(owner: str, cls: type, raw: dict[str, str]) -> dict[str, Any]:
+def coerce(
+    owner: str,
+    cls: type,
+    raw: dict[str, str],
+    kind: str = "policy",
+    error: type[PolicyError] = PolicyError,
+) -> dict[str, Any]:
     """Parse raw string values by the annotated types of cls's parameters."""
     fields = params_of(cls)
     hints = typing.get_type_hints(cls)
     out: dict[str, Any] = {}
     for key, text in raw.items():
         if key not in fields:
-            raise PolicyError(
-                f"policy {owner!r} has no parameter {key!r}{did_you_mean(key, list(fields))}; "
+            raise error(
+                f"{kind} {owner!r} has no parameter {key!r}{did_you_mean(key, list(fields))}; "
                 f"valid: {', '.join(fields) or 'none'}"
             )
-        out[key] = _parse_value(owner, key, text, hints[key])
+        out[key] = _parse_value(owner, key, text, hints[key], kind, error)
     return out
 
 
-def _parse_value(owner: str, key: str, text: str, hint: Any) -> Any:
+def _parse_value(
+    owner: str,
+    key: str,
+    text: str,
+    hint: Any,
+    kind: str = "policy",
+    error: type[PolicyError] = PolicyError,
+) -> Any:
     base = hint
     optional = False
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
@@ -146,8 +163,8 @@ def _parse_value(owner: str, key: str, text: str, hint: Any) -> Any:
                 raise ValueError
             return text
     except ValueError:
-        raise PolicyError(
-            f"policy {owner!r}: bad value {text!r} for {key} (expected {base.__name__})"
+        raise error(
+            f"{kind} {owner!r}: bad value {text!r} for {key} (expected {base.__name__})"
         ) from None
     raise TypeError(f"parameter {key} of {owner!r} has unsupported type {hint!r}")
 
