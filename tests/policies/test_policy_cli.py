@@ -19,5 +19,5 @@ def test_list_prints_every_policy():
 def test_show_prints_the_canonical_spec():
     result = CliRunner().invoke(app, ["show", "ltr:starvation=200"])
     assert result.exit_code == 0, result.output
-    assert "ltr:starvation=200,quantum=10" in result.output
+    assert "ltr:starvation=200,quantum=10,order=age" in result.output
     assert "static_keys=False" in result.output
