@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-ORDERS = ("age", "paper")
+from typing import ClassVar
 
 from policies.base import INF, Policy, PolicyError, RequestView
 from policies.registry import param, state
+
+ORDERS = ("age", "paper")  # the order among promoted requests (see StarvationPrevention)
 
 
 @dataclass(slots=True)

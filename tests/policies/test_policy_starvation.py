@@ -60,7 +60,9 @@ def test_paper_setting_200_10(order_rule):
     assert long_runs == [*range(200, 210), *range(410, 420), *range(620, 630)]
 
 
-@pytest.mark.parametrize(("order_rule", "expected"), [("paper", [1, 0, 2, 3]), ("age", [0, 1, 2, 3])])
+@pytest.mark.parametrize(
+    ("order_rule", "expected"), [("paper", [1, 0, 2, 3]), ("age", [0, 1, 2, 3])]
+)
 def test_promoted_go_first_in_the_inner_order_or_by_age(order_rule, expected):
     p = make_policy(f"sjf-oracle:starvation=10,quantum=2,order={order_rule}")
     views = [
