@@ -16,6 +16,16 @@ from policies.base import INF, Policy, PolicyError, RequestView
 from policies.registry import param, state
 
 ORDERS = ("age", "paper")  # the order among promoted requests (see StarvationPrevention)
+GUARANTEES = (
+    "order=age (default): promoted requests go oldest wait first. Bounds waits in every "
+    "engine: ltr-paper schedules promoted requests first at the next step, preempting "
+    "lower-ranked ones; in vllm-v1 and live "
+    "vLLM it takes the next free seat after the requests that began waiting before it (as "
+    "FCFS would), so a tighter threshold gives shorter worst waits, down to FCFS's. "
+    "order=paper (vllm-ltr's rule): promoted ones by the wrapped key. Bounds waits in "
+    "ltr-paper only; in vllm-v1 and live vLLM, once most of a long queue is promoted the "
+    "order is the wrapped one again, and tighter thresholds can lengthen the worst waits."
+)
 
 
 @dataclass(slots=True)
@@ -46,13 +56,14 @@ class StarvationPrevention(Policy):
       (vllm-ltr sorts by (promoted, -score)). order=age (default): by when the wait that
       promoted them began, oldest first, then by the wrapped key; a re-promotion without
       a run keeps that age. Then by arrival and request id.
-    What each order guarantees: in ltr-paper mode a promoted request runs at the next
-    step (the engine preempts the lowest-ranked to seat it), either order. In vllm-v1
-    mode and in the live plug-in it waits for a free seat; with order=age only older
-    promoted requests go before it, so after promotion it waits at most as FCFS would for
-    the requests that were waiting before it (ceil((older + 1) / max_num_seqs) service
-    times, when seats are the limit). With order=paper, when most of a long queue is
-    promoted the order is the wrapped one again and waits are unbounded.
+    What each order guarantees: in ltr-paper mode promoted requests are scheduled first
+    at the next step (the engine preempts the lowest-ranked to seat them), either order.
+    In vllm-v1 mode and in the live plug-in a promoted request waits for a free seat; with
+    order=age only requests that began waiting no later go before it, so after promotion
+    it waits at most as FCFS would for them (ceil((older + 1) / max_num_seqs) service
+    times when seats are the limit; tests/policies/test_policy_starvation.py). With
+    order=paper, when most of a long queue is promoted the order is the wrapped one again
+    and waits are unbounded.
     `max_wait_s` is the same rule with seconds since the request last ran (now_s -
     waiting_since_s) instead of steps; the quantum is in steps either way. vllm-ltr applies
     the rule to its LTR policy only; here any policy can be wrapped.

@@ -14,6 +14,9 @@ def test_list_prints_every_policy():
     for name in available():
         assert name in result.output
     assert "starvation" in result.output
+    text = " ".join(result.output.split())
+    for says in ("order=age (default)", "order=paper (vllm-ltr's rule)", "vllm-v1", "ltr-paper"):
+        assert says in text
 
 
 def test_show_prints_the_canonical_spec():
