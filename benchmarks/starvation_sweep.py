@@ -8,8 +8,9 @@ does it cost in mean latency? Prints one row per run and a verdict per line of t
 
 Issue 28's setting: ShareGPT at 73.5 req/s, 1.5x the default profile's burst capacity.
 -n keeps the first n requests (same arrivals, so the same load). Targets, per order and
-unit: p99 of max waiting time non-increasing as the threshold tightens, the tightest
-within 10% of FCFS's, the loosest keeping at least half of sjf-oracle's mean-latency gain.
+unit: p99 of max waiting time non-increasing (within 1%) as the threshold tightens, the
+tightest within 10% of FCFS's, the loosest keeping at least half of sjf-oracle's
+mean-latency gain over FCFS.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ QUANTUM = 10
 # Loosest first: each line of thresholds is read from lax to tight.
 THRESHOLDS = {"steps": ("starvation", [1600, 400, 100, 25]), "s": ("max_wait_s", [16, 4, 1])}
 TIGHTEST_WITHIN = 0.10  # of FCFS's p99 max wait
+# A tighter threshold may exceed the looser one's p99 by this share: at FCFS's level runs
+# differ by which requests tie for the last places of the p99 (0.2% measured).
+MONOTONE_SLACK = 0.01
 LOOSEST_KEEPS = 0.5  # of sjf-oracle's mean-latency gain over FCFS
 
 
@@ -53,7 +57,9 @@ def verdicts(table: pd.DataFrame) -> list[str]:
     out = []
     for (order, unit), line in table[table["order"] != "-"].groupby(["order", "unit"], sort=True):
         waits = line["p99 max wait s"].to_list()  # loosest first
-        monotone = all(b <= a * 1.001 for a, b in zip(waits, waits[1:], strict=False))
+        monotone = all(
+            b <= a * (1 + MONOTONE_SLACK) for a, b in zip(waits, waits[1:], strict=False)
+        )
         tight = waits[-1] / fcfs_wait - 1
         kept = (fcfs_lat - line["mean latency s"].iloc[0]) / (fcfs_lat - sjf_lat)
         ok = monotone and tight <= TIGHTEST_WITHIN and kept >= LOOSEST_KEEPS
