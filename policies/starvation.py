@@ -19,9 +19,9 @@ ORDERS = ("age", "paper")  # the order among promoted requests (see StarvationPr
 GUARANTEES = (
     "order=age (default): promoted requests go oldest wait first. Bounds waits in every "
     "engine: ltr-paper schedules promoted requests first at the next step, preempting "
-    "lower-ranked ones; in vllm-v1 and live "
-    "vLLM it takes the next free seat after the requests that began waiting before it (as "
-    "FCFS would), so a tighter threshold gives shorter worst waits, down to FCFS's. "
+    "lower-ranked ones; in vllm-v1 and live vLLM a promoted request takes the next free "
+    "seat after those that began waiting before it (as FCFS would), so a tighter "
+    "threshold gives shorter worst waits, down to FCFS's. "
     "order=paper (vllm-ltr's rule): promoted ones by the wrapped key. Bounds waits in "
     "ltr-paper only; in vllm-v1 and live vLLM, once most of a long queue is promoted the "
     "order is the wrapped one again, and tighter thresholds can lengthen the worst waits."
