@@ -42,7 +42,7 @@ def bin_of(tokens: np.ndarray | int) -> np.ndarray:
 def dist_names(features: Mapping[str, float] | list[str]) -> list[str]:
     """Names of the complete distributions among feature (or column) names."""
     keys = set(features)
-    names = {k[len(DIST_PREFIX) :].rsplit("_", 1)[0] for k in keys if k.startswith(DIST_PREFIX)}
+    names = {k[len(DIST_PREFIX):].rsplit("_", 1)[0] for k in keys if k.startswith(DIST_PREFIX)}
     return sorted(n for n in names if all(c in keys for c in dist_columns(n)))
 
 

@@ -109,19 +109,18 @@ def test_tradeoff_draws_steps_and_seconds_as_lines_each_sorted_by_its_own_thresh
     from analysis.figures.tradeoff import _lines
 
     # Tightest threshold last in the frame, and seconds mixed in: one line per unit.
-    agg = pd.DataFrame(
-        {
-            "policy_family": "sjf-oracle",
-            "wrapped": True,
-            "policy_quantum": 10.0,
-            "policy_order": "age",
-            "policy_starvation": [1600, 25, None, None, 100, None],
-            "policy_max_wait_s": [None, None, 16.0, 1.0, None, 4.0],
-            "max_waiting_time_p99_s": [30.0, 19.0, 28.0, 19.5, 20.0, 22.0],
-            "mean_latency_s": [9.0, 14.0, 9.5, 14.0, 13.0, 12.0],
-        }
-    )
-    lines = {t.name: t for t in _lines(agg, "max_waiting_time_p99_s", {"sjf-oracle": "red"}, True)}
+    agg = pd.DataFrame({
+        "policy_family": "sjf-oracle",
+        "wrapped": True,
+        "policy_quantum": 10.0,
+        "policy_order": "age",
+        "policy_starvation": [1600, 25, None, None, 100, None],
+        "policy_max_wait_s": [None, None, 16.0, 1.0, None, 4.0],
+        "max_waiting_time_p99_s": [30.0, 19.0, 28.0, 19.5, 20.0, 22.0],
+        "mean_latency_s": [9.0, 14.0, 9.5, 14.0, 13.0, 12.0],
+    })
+    traces = _lines(agg, "max_waiting_time_p99_s", {"sjf-oracle": "red"}, True)
+    lines = {t.name: t for t in traces}
     steps = lines["sjf-oracle, thresholds in steps, quantum=10, order=age"]
     secs = lines["sjf-oracle, thresholds in seconds, quantum=10, order=age"]
     assert len(lines) == 2
@@ -197,22 +196,11 @@ def test_live_run_matches_by_policy_and_trace(report_sweep):
     # a replay of the trace under any name matches by the trace's fingerprint
     fp = run["trace_fingerprint"]
     assert fp == trace_fingerprint(read_trace(trace)[0])
-    renamed = LiveRun(
-        "z",
-        report_sweep,
-        {
-            "policy": "sjf-oracle",
-            "trace": "elsewhere.parquet",
-            "trace_fingerprint": fp,
-            "requests": 120,
-        },
-    )
+    renamed = LiveRun("z", report_sweep, {"policy": "sjf-oracle", "trace": "elsewhere.parquet",
+                                          "trace_fingerprint": fp, "requests": 120})
     assert match_live(renamed, df) == run["run_id"]
-    other = LiveRun(
-        "w",
-        report_sweep,
-        {"policy": "sjf-oracle", "trace": str(trace), "trace_fingerprint": "0" * 16},
-    )
+    other = LiveRun("w", report_sweep, {"policy": "sjf-oracle", "trace": str(trace),
+                                        "trace_fingerprint": "0" * 16})
     assert match_live(other, df) is None  # the file's name does not overrule the print
 
 
@@ -232,21 +220,11 @@ def test_summary_rows_of_policies_with_the_same_results_are_merged():
     rows = []
     for rate, lat in ((16, {"a": 1.0, "b": 1.0, "c": 1.0}), (64, {"a": 5.0, "b": 3.0, "c": 3.0})):
         for policy, value in lat.items():
-            rows.append(
-                {
-                    "status": "ok",
-                    "policy": policy,
-                    "trace_rate": rate,
-                    "seed": 0,
-                    "mean_latency_s": value,
-                    "p90_latency_s": value,
-                    "mean_norm_latency_s_per_token": value / 10,
-                    "mean_ttft_s": 0.1,
-                    "max_waiting_time_p99_s": value,
-                    "throughput_req_s": 9.0,
-                    "preemptions": 0,
-                }
-            )
+            rows.append({"status": "ok", "policy": policy, "trace_rate": rate, "seed": 0,
+                         "mean_latency_s": value, "p90_latency_s": value,
+                         "mean_norm_latency_s_per_token": value / 10, "mean_ttft_s": 0.1,
+                         "max_waiting_time_p99_s": value, "throughput_req_s": 9.0,
+                         "preemptions": 0})
     page = summary_table(pd.DataFrame(rows))
     cells = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td>", page)
     assert cells == [("16", "all 3 policies (identical results)"), ("64", "b = c"), ("64", "a")]
@@ -258,12 +236,8 @@ def test_two_points_draw_no_pareto_front(tmp_path, small_spec):
     from analysis.spec import parse_spec
     from analysis.sweep import run_sweep
 
-    spec = dict(
-        small_spec,
-        policy=["sjf-oracle", "sjf-oracle:starvation=100,quantum=10"],
-        seeds=[0],
-        policy_params={},
-    )
+    spec = dict(small_spec, policy=["sjf-oracle", "sjf-oracle:starvation=100,quantum=10"],
+                seeds=[0], policy_params={})
     spec["trace"] = dict(spec["trace"], rate=[90])
     run_sweep(parse_spec(spec), tmp_path / "s", "serial")
     shown = tradeoff_figure(ReportData(read_results(tmp_path / "s"), tmp_path / "s"))
@@ -279,25 +253,16 @@ def test_the_report_gives_each_predictor_its_tau(tmp_path):
 
     n = 50
     out = np.arange(1, n + 1)
-    trace = pd.DataFrame(
-        {
-            "request_id": np.arange(n),
-            "arrival_s": np.arange(n) * 0.1,
-            "prompt_tokens": out[::-1].copy(),
-            "output_tokens": out,
-            "score_perfect": -out.astype(float),
-            "score_reversed": out.astype(float),
-        }
-    )
+    trace = pd.DataFrame({"request_id": np.arange(n), "arrival_s": np.arange(n) * 0.1,
+                          "prompt_tokens": out[::-1].copy(), "output_tokens": out,
+                          "score_perfect": -out.astype(float),
+                          "score_reversed": out.astype(float)})
     path = tmp_path / "scored.parquet"
     write_trace(trace, path, {"source": "test"})
     runs = pd.DataFrame({"status": ["ok", "ok"], "trace_path": [str(path), str(path)]})
     page = predictor_table(runs)
-    rows = re.findall(
-        r"<tr><td>scored.parquet</td><td>(\w+)</td><td[^>]*>50</td>"
-        r"<td[^>]*>([-\d.]+)</td><td[^>]*>([-\d.]+)</td>",
-        page,
-    )
+    rows = re.findall(r"<tr><td>scored.parquet</td><td>(\w+)</td><td[^>]*>50</td>"
+                      r"<td[^>]*>([-\d.]+)</td><td[^>]*>([-\d.]+)</td>", page)
     # the longest prompts here ask for the shortest outputs: the heuristic gets all wrong
     assert rows == [("score_perfect", "1.000", "-1.000"), ("score_reversed", "-1.000", "-1.000")]
     assert predictor_table(runs.assign(trace_path=None)) == ""
