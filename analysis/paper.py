@@ -133,9 +133,10 @@ def paper_tau(model: str, dataset: str) -> float:
 
 
 def starvation_params() -> str:
-    """The paper's starvation prevention as policy parameters: ',starvation=200,quantum=10'."""
+    """The paper's starvation prevention as policy parameters:
+    ',starvation=200,quantum=10,order=paper' (vllm-ltr's order among promoted requests)."""
     sp = paper_data()["setting"]["starvation"]
-    return f",starvation={sp['starvation']},quantum={sp['quantum']}"
+    return f",starvation={sp['starvation']},quantum={sp['quantum']},order={sp['order']}"
 
 
 def policies(model: str, dataset: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ from rich.table import Table
 from policies.base import format_param
 from policies.lengthdist import NUM_BINS
 from policies.registry import available, first_line, make_policy, params_of, policy_class
-from policies.starvation import StarvationPrevention
+from policies.starvation import GUARANTEES, StarvationPrevention
 
 app = typer.Typer(
     name="policies",
@@ -41,7 +41,10 @@ def list_policies() -> None:
         table.add_row(name, doc, _params(policy_class(name)))
     table.add_row(
         "NAME:starvation=..",
-        "Starvation prevention, on any policy: " + first_line(StarvationPrevention),
+        "Starvation prevention, on any policy: "
+        + first_line(StarvationPrevention)
+        + "\n"
+        + GUARANTEES,
         _params(StarvationPrevention),
     )
     Console().print(table)

@@ -1,13 +1,31 @@
-"""Starvation prevention around any policy: SJF-like orders must still serve long requests."""
+"""Starvation prevention around any policy: SJF-like orders must still serve long requests.
+
+Two orders among promoted requests. `paper` is vllm-ltr's (by the wrapped key): it
+bounds waiting only in an engine that re-sorts running requests every step and preempts
+the lowest-ranked (ltr-paper). `age` (longest waiting first) bounds it in vLLM V1 too,
+where a promoted request only takes a seat that frees (sim's vllm-v1, the live plug-in).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from policies.base import INF, Policy, PolicyError, RequestView
 from policies.registry import param, state
+
+ORDERS = ("age", "paper")  # the order among promoted requests (see StarvationPrevention)
+GUARANTEES = (
+    "order=age (default): promoted requests go oldest wait first. Bounds waits in every "
+    "engine: ltr-paper schedules promoted requests first at the next step, preempting "
+    "lower-ranked ones; in vllm-v1 and live vLLM a promoted request takes the next free "
+    "seat after those that began waiting before it (as FCFS would), so a tighter "
+    "threshold gives shorter worst waits, down to FCFS's. "
+    "order=paper (vllm-ltr's rule): promoted ones by the wrapped key. Bounds waits in "
+    "ltr-paper only; in vllm-v1 and live vLLM, once most of a long queue is promoted the "
+    "order is the wrapped one again, and tighter thresholds can lengthen the worst waits."
+)
 
 
 @dataclass(slots=True)
@@ -17,6 +35,8 @@ class Promotion:
     steps_run: int
     steps_waiting: int
     at_s: float
+    # When the wait that promoted it began (RequestView.waiting_since_s then): its age.
+    waiting_since_s: float = 0.0
 
 
 @dataclass
@@ -32,8 +52,18 @@ class StarvationPrevention(Policy):
       so a promoted request that waits `starvation` steps again is promoted afresh;
     - otherwise a promoted request that has run its `quantum` steps is demoted; its waited
       count goes on from its last run (0 if it just ran);
-    - promoted requests come first, ordered among themselves by the wrapped policy's key
-      (vllm-ltr sorts by (promoted, -score)), then by arrival and request id.
+    - promoted requests come first. order=paper: among themselves by the wrapped key
+      (vllm-ltr sorts by (promoted, -score)). order=age (default): by when the wait that
+      promoted them began, oldest first, then by the wrapped key; a re-promotion without
+      a run keeps that age. Then by arrival and request id.
+    What each order guarantees: in ltr-paper mode promoted requests are scheduled first
+    at the next step (the engine preempts the lowest-ranked to seat them), either order.
+    In vllm-v1 mode and in the live plug-in a promoted request waits for a free seat; with
+    order=age only requests that began waiting no later go before it, so after promotion
+    it waits at most as FCFS would for them (ceil((older + 1) / max_num_seqs) service
+    times when seats are the limit; tests/policies/test_policy_starvation.py). With
+    order=paper, when most of a long queue is promoted the order is the wrapped one again
+    and waits are unbounded.
     `max_wait_s` is the same rule with seconds since the request last ran (now_s -
     waiting_since_s) instead of steps; the quantum is in steps either way. vllm-ltr applies
     the rule to its LTR policy only; here any policy can be wrapped.
@@ -43,6 +73,11 @@ class StarvationPrevention(Policy):
     starvation: int | None = param(None, "promote after this many steps waited (paper: 200)")
     quantum: int = param(10, "steps a promoted request runs before demotion (paper: 10)")
     max_wait_s: float | None = param(None, "promote after this many seconds waited")
+    order: str = param(
+        "age",
+        "promoted ones among themselves: age (longest waiting first: bounds waits in "
+        "vllm-v1 and live) or paper (wrapped key, vllm-ltr: bounds them in ltr-paper only)",
+    )
     promoted: dict[int, Promotion] = state()
 
     static_keys: ClassVar[bool] = False
@@ -51,13 +86,19 @@ class StarvationPrevention(Policy):
         if isinstance(self.inner, StarvationPrevention):
             raise PolicyError("starvation prevention wraps a policy once")
         if self.starvation is None and self.max_wait_s is None:
-            raise PolicyError(f"{self.inner.name}: quantum= needs starvation= or max_wait_s=")
+            raise PolicyError(
+                f"{self.inner.name}: quantum= and order= need starvation= or max_wait_s="
+            )
         if self.starvation is not None and self.starvation < 1:
             raise PolicyError(f"{self.inner.name}: starvation must be >= 1, got {self.starvation}")
         if self.quantum < 1:
             raise PolicyError(f"{self.inner.name}: quantum must be >= 1, got {self.quantum}")
         if self.max_wait_s is not None and not self.max_wait_s > 0:
             raise PolicyError(f"{self.inner.name}: max_wait_s must be > 0, got {self.max_wait_s}")
+        if self.order not in ORDERS:
+            raise PolicyError(
+                f"{self.inner.name}: order must be one of {', '.join(ORDERS)}, got {self.order!r}"
+            )
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -88,15 +129,22 @@ class StarvationPrevention(Policy):
             self.max_wait_s is not None and self.seconds_waited(r, now_s) >= self.max_wait_s
         )
 
-    def key(self, r: RequestView, now_s: float) -> tuple[int, Any]:
-        """(0 promoted / 1 not, the wrapped key); promotes and demotes on the way."""
+    def key(self, r: RequestView, now_s: float) -> tuple:
+        """(0 promoted / 1 not, [order=age: the promoted one's age,] the wrapped key);
+        promotes and demotes on the way."""
         if self.starved(r, now_s):
-            self.promoted[r.request_id] = Promotion(r.steps_run, r.steps_waiting, now_s)
+            self.promoted[r.request_id] = Promotion(
+                r.steps_run, r.steps_waiting, now_s, r.waiting_since_s
+            )
         else:
             p = self.promoted.get(r.request_id)
             if p is not None and r.steps_run - p.steps_run >= self.quantum:
                 del self.promoted[r.request_id]
-        return (0 if r.request_id in self.promoted else 1, self.inner.key(r, now_s))
+        inner = self.inner.key(r, now_s)
+        p = self.promoted.get(r.request_id)
+        if self.order == "paper":
+            return (0 if p is not None else 1, inner)
+        return (0, p.waiting_since_s, inner) if p is not None else (1, 0.0, inner)
 
     def horizon(
         self, waiting: Sequence[RequestView], running: Sequence[RequestView], now_s: float

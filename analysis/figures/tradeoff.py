@@ -1,7 +1,8 @@
 """Mean latency against max waiting time across starvation thresholds: what fairness costs.
 
-Each line is one policy and quantum, its points the starvation thresholds (labelled);
-the same policy without starvation prevention is a lone marker; the dashed line is the
+Each line is one policy, unit of threshold (steps or seconds), quantum and order among
+promoted requests, its points the thresholds (labelled) sorted by threshold; the same
+policy without starvation prevention is a lone marker; the dashed black line is the
 Pareto front over every point in the view.
 """
 
@@ -52,7 +53,7 @@ def tradeoff_figure(data: ReportData) -> Shown | Skipped:
     context = varying(df, params)
     metrics = [Y] + [x for x, _ in XS]
     by = ["policy_family", "policy", "wrapped"] + [
-        c for c in ("policy_quantum", *present) if c in df.columns
+        c for c in ("policy_quantum", "policy_order", *present) if c in df.columns
     ]
     fig = make_subplots(rows=1, cols=2, subplot_titles=[t for _, t in XS], horizontal_spacing=0.08)
     views, trace_view = [], []
@@ -94,8 +95,9 @@ def tradeoff_figure(data: ReportData) -> Shown | Skipped:
     fig.update_layout(title=TITLE)
     caption = (
         "Mean latency against the waiting time of the most-starved requests, one "
-        "line per policy and quantum across starvation thresholds (labelled), the "
-        "unprotected policy as a lone marker, and the Pareto front dashed (drawn from "
+        "line per policy, threshold unit (engine steps or seconds), quantum and order "
+        "of promoted requests, across its thresholds (labelled), the unprotected policy "
+        "as a lone marker, and the Pareto front dashed black (drawn from "
         f"{MIN_FRONT_POINTS} points in a view)."
     )
     return Shown("tradeoff", TITLE, caption, style(fig, 480))
@@ -120,10 +122,9 @@ def _lines(agg: pd.DataFrame, x: str, colors: dict, show_legend: bool) -> list[g
                 )
             )
             continue
-        quantum = rows["policy_quantum"] if "policy_quantum" in rows else pd.Series(dtype=float)
-        for k, (q, line) in enumerate(rows.groupby(quantum.fillna(-1), sort=True)):
+        for k, (label, line) in enumerate(_threshold_lines(rows)):
             line = line.assign(_t=_threshold(line)).sort_values("_t")
-            name = f"{family}, quantum={fmt(q)}" if q != -1 else family
+            name = f"{family}, {label}"
             out.append(
                 go.Scatter(
                     x=line[x],
@@ -142,10 +143,33 @@ def _lines(agg: pd.DataFrame, x: str, colors: dict, show_legend: bool) -> list[g
     return out
 
 
+def _threshold_lines(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The runs of one protected policy split into lines that each vary one threshold in
+    one unit: by unit (steps, seconds, or both set), quantum and order, each labelled."""
+    steps = _column(rows, "policy_starvation").notna()
+    secs = _column(rows, "policy_max_wait_s").notna()
+    unit = pd.Series("steps", index=rows.index).where(steps & ~secs, "seconds")
+    unit = unit.where(~(steps & secs), "steps and seconds")
+    parts = {
+        "unit": unit,
+        "quantum": _column(rows, "policy_quantum").astype("string").fillna(""),
+        "order": _column(rows, "policy_order").astype("string").fillna(""),
+    }
+    out = []
+    for (u, q, o), line in rows.groupby(list(parts.values()), sort=True):
+        label = f"thresholds in {u}"
+        label += f", quantum={fmt(float(q))}" if q else ""
+        label += f", order={o}" if o else ""
+        out.append((label, line))
+    return out
+
+
+def _column(rows: pd.DataFrame, name: str) -> pd.Series:
+    return rows.get(name, pd.Series(float("nan"), index=rows.index))
+
+
 def _threshold(rows: pd.DataFrame) -> pd.Series:
-    steps = rows.get("policy_starvation", pd.Series(float("nan"), index=rows.index))
-    secs = rows.get("policy_max_wait_s", pd.Series(float("nan"), index=rows.index))
-    return steps.fillna(secs)
+    return _column(rows, "policy_starvation").fillna(_column(rows, "policy_max_wait_s"))
 
 
 def _threshold_label(row: pd.Series) -> str:

@@ -63,11 +63,11 @@ def test_the_ranker_stands_in_at_the_papers_tau_with_and_without_starvation_prev
             tau = p["tau"][model][data]
             assert ltr_spec(model, data) == f"approx-oracle:tau={tau}"
             assert ltr_spec(model, data, True) == (
-                f"approx-oracle:tau={tau},starvation=200,quantum=10")
+                f"approx-oracle:tau={tau},starvation=200,quantum=10,order=paper")
     e = by_key(experiments(full_scale(), PROFILES))["fig3-llama-3-70b-sharegpt"]
     assert list(e.spec["policy"]) == [
         "fcfs", "mlfq", "classify:buckets=10,width=820", "approx-oracle:tau=0.55",
-        "approx-oracle:tau=0.55,starvation=200,quantum=10", "sjf-oracle"]
+        "approx-oracle:tau=0.55,starvation=200,quantum=10,order=paper", "sjf-oracle"]
     tau = by_key(experiments(full_scale(), PROFILES))["tau-lmsys"].spec["policy"]
     assert "approx-oracle:tau=0.64" in tau and "approx-oracle:tau=0.0" in tau
 

@@ -9,6 +9,7 @@ import json
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis.dataset import read_results
@@ -93,7 +94,7 @@ def test_tradeoff_marks_the_pareto_front(page, report_sweep):
     names = {t["name"] for t in data}
     assert {
         "Pareto front",
-        "sjf-oracle, quantum=10",
+        "sjf-oracle, thresholds in steps, quantum=10, order=age",
         "sjf-oracle (no starvation prevention)",
     } <= names
     # the front drawn for the last view (rate 90) is the front of its points
@@ -102,6 +103,31 @@ def test_tradeoff_marks_the_pareto_front(page, report_sweep):
     front = rows.iloc[pareto_front(rows["max_waiting_time_p99_s"], rows["mean_latency_s"])]
     drawn = [t for t in data if t["name"] == "Pareto front" and t.get("visible")][0]
     np.testing.assert_allclose(drawn["x"], front["max_waiting_time_p99_s"])
+
+
+def test_tradeoff_draws_steps_and_seconds_as_lines_each_sorted_by_its_own_threshold():
+    from analysis.figures.tradeoff import _lines
+
+    # Tightest threshold last in the frame, and seconds mixed in: one line per unit.
+    agg = pd.DataFrame({
+        "policy_family": "sjf-oracle",
+        "wrapped": True,
+        "policy_quantum": 10.0,
+        "policy_order": "age",
+        "policy_starvation": [1600, 25, None, None, 100, None],
+        "policy_max_wait_s": [None, None, 16.0, 1.0, None, 4.0],
+        "max_waiting_time_p99_s": [30.0, 19.0, 28.0, 19.5, 20.0, 22.0],
+        "mean_latency_s": [9.0, 14.0, 9.5, 14.0, 13.0, 12.0],
+    })
+    traces = _lines(agg, "max_waiting_time_p99_s", {"sjf-oracle": "red"}, True)
+    lines = {t.name: t for t in traces}
+    steps = lines["sjf-oracle, thresholds in steps, quantum=10, order=age"]
+    secs = lines["sjf-oracle, thresholds in seconds, quantum=10, order=age"]
+    assert len(lines) == 2
+    assert list(steps.text) == ["25 steps", "100 steps", "1600 steps"]
+    assert list(steps.x) == [19.0, 20.0, 30.0]
+    assert list(secs.text) == ["1 s", "4 s", "16 s"]
+    assert list(secs.x) == [19.5, 22.0, 28.0]
 
 
 def test_tau_and_datagen_and_live_data(page, report_sweep):

@@ -1,5 +1,7 @@
 """A toy engine for policy tests: `batch` requests run per step, every present request
 sorted together each step (the paper's variant), one token per step, steps of dt seconds.
+With seats_only=True it admits as vLLM V1 does: a running request keeps its seat until it
+finishes, and only the seats that free go to waiting requests, in the policy's order.
 
 With skip=True it runs like the simulator: it re-keys only at decision points (an
 arrival, a completion, the policy's horizon) and moves the counters of many steps at
@@ -31,6 +33,7 @@ def run(
     dt: float = 1.0,
     skip: bool = False,
     max_steps: int = 10_000,
+    seats_only: bool = False,
 ) -> list[frozenset[int]]:
     """The set of request ids run in each step, until all finish or max_steps."""
     policy.prepare(views)
@@ -47,7 +50,13 @@ def run(
             step = nxt
             continue
         ranked = sorted(present, key=lambda r: (policy.key(r, now), tie_key(r)))
-        chosen, rest = ranked[:batch], ranked[batch:]
+        if seats_only:
+            seated = [r for r in ranked if r.running]
+            queue = [r for r in ranked if not r.running]
+            free = batch - len(seated)
+            chosen, rest = seated + queue[:free], queue[free:]
+        else:
+            chosen, rest = ranked[:batch], ranked[batch:]
         n = 1
         if skip:
             steps, seconds = policy.horizon(rest, chosen, now)

@@ -215,7 +215,7 @@ def test_default_distribution_describe_and_wrapper_spec():
     assert order(p, views) == [1, 0]  # 1/4 beats 1/5
     assert order(make_policy("serpt"), views) == [0, 1]  # 5 beats 37
     wrapped = make_policy("gittins:dist=a,starvation=200,quantum=10")
-    assert wrapped.describe() == "gittins:dist=a,starvation=200,quantum=10"
+    assert wrapped.describe() == "gittins:dist=a,starvation=200,quantum=10,order=age"
     wrapped.prepare(views)
     assert order(wrapped, views) == [1, 0]
 

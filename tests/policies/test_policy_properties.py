@@ -34,7 +34,13 @@ BASE_SPECS = [
     "serpt:dist=a",
     "uncached-prefill",
 ]
-WRAPPERS = ["", "starvation=3,quantum=2", "max_wait_s=1.5,quantum=1", "starvation=5,max_wait_s=2"]
+WRAPPERS = [
+    "",
+    "starvation=3,quantum=2",
+    "starvation=3,quantum=2,order=paper",
+    "max_wait_s=1.5,quantum=1",
+    "starvation=5,max_wait_s=2",
+]
 
 
 def lengthdist_features(masses: dict[int, float]) -> dict[str, float]:

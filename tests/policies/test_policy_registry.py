@@ -51,7 +51,7 @@ def test_parse_spec():
     ("spec", "message"),
     [
         ("nope", "unknown policy 'nope'; available: approx-oracle, classify, fcfs"),
-        ("ltr:foo=1", "no parameter 'foo'; valid: col, starvation, quantum, max_wait_s"),
+        ("ltr:foo=1", "no parameter 'foo'; valid: col, starvation, quantum, max_wait_s, order"),
         ("sjf", "unknown policy 'sjf' (did you mean sjf-oracle?); available: approx-oracle"),
         ("fcf", "unknown policy 'fcf' (did you mean fcfs?)"),
         ("gitins:dist=x", "unknown policy 'gitins' (did you mean gittins?)"),
@@ -63,7 +63,9 @@ def test_parse_spec():
         ("ltr:col=a,col=b", "parameter 'col' given twice"),
         ("fcfs:novalue", "expected key=value"),
         (":x=1", "empty policy name"),
-        ("fcfs:quantum=3", "quantum= needs starvation= or max_wait_s="),
+        ("fcfs:quantum=3", "quantum= and order= need starvation= or max_wait_s="),
+        ("fcfs:order=paper", "quantum= and order= need starvation= or max_wait_s="),
+        ("fcfs:starvation=5,order=fifo", "order must be one of age, paper, got 'fifo'"),
         ("fcfs:starvation=0", "starvation must be >= 1"),
         ("fcfs:starvation=5,quantum=0", "quantum must be >= 1"),
         ("fcfs:max_wait_s=-1", "max_wait_s must be > 0"),
@@ -91,15 +93,18 @@ def test_typed_values():
     ("spec", "canonical"),
     [
         ("fcfs", "fcfs"),
-        ("sjf-oracle:max_wait_s=5", "sjf-oracle:quantum=10,max_wait_s=5.0"),
-        ("ltr:col=score_a,starvation=200", "ltr:col=score_a,starvation=200,quantum=10"),
+        ("sjf-oracle:max_wait_s=5", "sjf-oracle:quantum=10,max_wait_s=5.0,order=age"),
+        (
+            "ltr:col=score_a,starvation=200,order=paper",
+            "ltr:col=score_a,starvation=200,quantum=10,order=paper",
+        ),
         (
             "classify:buckets=10,width=820",
             "classify:width=820.0,buckets=10,percentile=false,col=output_tokens",
         ),
         ("mlfq", "mlfq:quantum_s=0.03,growth=10.0,prefill_s_per_token=0.0001"),
         ("approx-oracle:tau=0.5", "approx-oracle:tau=0.5,seed=0"),
-        ("prompt-length:starvation=3,quantum=2", "prompt-length:starvation=3,quantum=2"),
+        ("prompt-length:starvation=3,quantum=2", "prompt-length:starvation=3,quantum=2,order=age"),
     ],
 )
 def test_describe_is_canonical_and_rebuilds(spec, canonical):
@@ -132,7 +137,7 @@ def test_register_one_file_one_line(monkeypatch):
 
     assert available()["longest-prompt"] == "Longest prompt first."
     p = make_policy("longest-prompt:weight=2,starvation=7")
-    assert p.describe() == "longest-prompt:weight=2.0,starvation=7,quantum=10"
+    assert p.describe() == "longest-prompt:weight=2.0,starvation=7,quantum=10,order=age"
     with pytest.raises(ValueError, match="registered twice"):
         register("longest-prompt")(LongestPrompt)
 
