@@ -240,11 +240,12 @@ class KVCacheManager:
             r.blocks = 0
             r.registered = 0
             return
-        held = dict(r.held)
         extra: dict[int, int] = {}
         full = min(r.num_computed // self.block_size, r.blocks)
         self._free_front(r.blocks - full)  # not full: never hashed, reused first
+        held: dict[int, int] = {}
         if keep_all or keep_next_turn:
+            held = dict(r.held)
             lo = 0 if keep_all else int(self._keys.count[r.idx])
             for pos in range(lo, full):
                 if pos not in held:
@@ -252,8 +253,10 @@ class KVCacheManager:
                     if key >= 0 or keep_all:
                         extra[pos] = key
             r.self_cached = r.self_cached or keep_all
-        if not held and not extra:
+        if not r.held and not extra:
             self._free_anonymous(full)
+        elif not extra:
+            self._release_held(r.held, full)
         else:
             cache = self._cache
             prev = full  # full blocks go back last first: the tail is evicted first
@@ -274,6 +277,34 @@ class KVCacheManager:
         r.held.clear()
         r.blocks = 0
         r.registered = 0
+
+    def _release_held(self, held: list[tuple[int, int]], full: int) -> None:
+        """release()'s common case, its loop with the queue's steps inlined: r's full
+        blocks go back last first, the cached ones it held (ascending positions, as
+        admit_hit and allocate append them) one by one, the others as anonymous runs."""
+        q, cache = self._queue, self._cache
+        token, freed, cached_free = self._token, 0, 0
+        prev = full
+        for pos, key in reversed(held):
+            gap = prev - pos - 1
+            if gap > 0:
+                freed += gap
+                if q and type(q[-1]) is list:
+                    q[-1][0] += gap
+                else:
+                    q.append([gap])
+            prev = pos
+            e = cache[key]
+            e[0] -= 1
+            if e[0] == 0:
+                e[1] = token
+                q.append((key, token))
+                token += 1
+                cached_free += 1
+        self._token = token
+        self._cached_free += cached_free
+        self.free += freed + cached_free
+        self._free_anonymous(prev)
 
     # --------------------------------------------------------------- queue
     def _free_anonymous(self, n: int) -> None:
@@ -305,12 +336,13 @@ class KVCacheManager:
 
     def _evict(self, n: int) -> None:
         q, cache = self._queue, self._cache
+        evicted = 0
         while n:
             item = q[0]
             if type(item) is list:
                 if item[0] > n:
                     item[0] -= n
-                    return
+                    break
                 n -= item[0]
                 q.popleft()
                 continue
@@ -319,9 +351,10 @@ class KVCacheManager:
             e = cache.get(key)
             if e is not None and e[1] == token and e[0] == 0:
                 del cache[key]
-                self._cached_free -= 1
-                self.evicted += 1
+                evicted += 1
                 n -= 1
+        self._cached_free -= evicted
+        self.evicted += evicted
 
     def check(self) -> None:
         """Assert the pool's invariants (tests): free = queued blocks, never over the pool."""
