@@ -56,6 +56,8 @@ class KVCacheManager:
         self._keys = keys if keys is not None else KeyTable.empty(n)
         self._succ = successor if successor is not None else np.full(n, -1, np.int64)
         self.shared_len = self._shared_runs(total_tokens) if prefix_caching else None
+        # The same as a list: read per admission attempt, where numpy's scalar access costs.
+        self._shared = self.shared_len.tolist() if prefix_caching else None
 
     # ----------------------------------------------------------- accounting
     def blocks_for(self, tokens: int) -> int:
@@ -64,8 +66,19 @@ class KVCacheManager:
     def take(self, n: int) -> None:
         """n fresh blocks from the free pool (the caller checked n <= free)."""
         self.free -= n
-        if self.enabled and n:
+        if not self.enabled or not n:
+            return
+        if self._cached_free:
             self._evict(n)
+            return
+        # No cached block is free: every free block is anonymous, and their order in the
+        # queue tells nothing, so the queue is one run of them (stale entries dropped).
+        q = self._queue
+        if len(q) == 1 and type(q[0]) is list:
+            q[0][0] = self.free
+        else:
+            q.clear()
+            q.append([self.free])
 
     def take_per_step(self, alloc: np.ndarray) -> np.ndarray:
         """Blocks for consecutive steps, alloc[j] at step j; returns the cached blocks each
@@ -169,7 +182,7 @@ class KVCacheManager:
         """(blocks hit, how many of them are free) for request r before admission."""
         if not self.enabled or r.num_computed:
             return 0, 0
-        if not r.self_cached and self.shared_len[r.idx] == 0:
+        if not r.self_cached and self._shared[r.idx] == 0:
             return 0, 0
         limit = (r.num_tokens - 1) // self.block_size
         cache = self._cache
@@ -208,16 +221,16 @@ class KVCacheManager:
         r.blocks += need
         if not self.enabled:
             return
-        upto = min(computed_after // self.block_size, int(self.shared_len[r.idx]))
-        if upto <= r.registered:
+        upto = min(computed_after // self.block_size, self._shared[r.idx])
+        lo = r.registered
+        if upto <= lo:
             return
         cache = self._cache
-        keys = self.keys_of(r)
-        for pos in range(r.registered, upto):
-            key = keys[pos]
+        hold = r.held.append
+        for pos, key in enumerate(self.keys_of(r)[lo:upto], lo):
             if key not in cache:
                 cache[key] = [1, -1]
-                r.held.append((pos, key))
+                hold((pos, key))
         r.registered = upto
 
     def freed_on_release(self, r, blocks: int) -> int:
