@@ -20,6 +20,7 @@ class StepLog:
 
     def __init__(self, capacity: int = 4096) -> None:
         self.n = 0
+        self._capacity = capacity
         self.cols = {
             c: np.zeros(capacity, np.float64 if c in FLOAT_COLUMNS else np.int64) for c in COLUMNS
         }
@@ -36,7 +37,7 @@ class StepLog:
 
     def _reserve(self, extra: int) -> None:
         need = self.n + extra
-        cap = len(self.cols["start_s"])
+        cap = self._capacity
         if need <= cap:
             return
         cap = max(need, cap * 2)
@@ -44,13 +45,14 @@ class StepLog:
             b = np.zeros(cap, a.dtype)
             b[: self.n] = a[: self.n]
             self.cols[c] = b
+        self._capacity = cap
 
     def append(self, end_s: float, **row) -> None:
         """One step; columns not given are 0."""
-        cols, n = self.cols, self.n
-        if n == len(cols["start_s"]):
+        n = self.n
+        if n == self._capacity:
             self._reserve(1)
-            cols = self.cols
+        cols = self.cols
         for c, v in row.items():
             cols[c][n] = v
         ends = self._ends
