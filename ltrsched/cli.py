@@ -1,5 +1,6 @@
 """The `ltrsched` command. Each package contributes its own subcommands; this module
-only composes them and turns user mistakes into one-line errors with a non-zero exit."""
+only composes them and turns user mistakes into one-line errors with a non-zero exit.
+A command imports only its own package: `ltrsched simulate` never loads plotly or torch."""
 
 from __future__ import annotations
 
@@ -30,6 +31,14 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
+@app.callback()
+def _root() -> None:
+    # A callback keeps the app a group when only one subcommand is registered (main()
+    # registers just the one asked for); typer would otherwise run that one as the app.
+    pass
+
+
 # (module, attribute, name): a Typer sub-app or a command function, registered under name.
 _SUBCOMMANDS = [
     ("traces.cli", "app", "trace"),
@@ -58,8 +67,12 @@ _USER_ERRORS = [
 ]
 
 
-def _register() -> None:
+def _register(names: set[str] | None = None) -> None:
+    """Add the subcommands named (all by default) to the app, each once."""
+    have = {g.name for g in app.registered_groups} | {c.name for c in app.registered_commands}
     for module, attr, name in _SUBCOMMANDS:
+        if name in have or (names is not None and name not in names):
+            continue
         try:
             obj = getattr(importlib.import_module(module), attr)
         except ModuleNotFoundError as e:  # a package not built yet, or an optional extra
@@ -73,8 +86,12 @@ def _register() -> None:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    """The user-mistake exceptions of the packages loaded so far: a package that was
+    never imported raised none, and importing it here would cost every command."""
     found = []
     for module, attr in _USER_ERRORS:
+        if module.split(".")[0] not in sys.modules:
+            continue
         try:
             found.append(getattr(importlib.import_module(module), attr))
         except (ModuleNotFoundError, AttributeError):
@@ -97,11 +114,18 @@ def _plain_metavars(command) -> None:
         _plain_metavars(sub)
 
 
+def _asked_for(argv: list[str]) -> set[str] | None:
+    """The subcommand the command line names, when it names a known one; else None
+    (top-level help, a typo), and then every subcommand is loaded to list them."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    known = {name for _, _, name in _SUBCOMMANDS}
+    return {first} if first in known else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    _register()
+    _register(_asked_for(sys.argv[1:] if argv is None else argv))
     command = typer.main.get_command(app)
     _plain_metavars(command)
-    user_errors = _user_errors()
     try:
         rv = command.main(args=argv, prog_name="ltrsched", standalone_mode=False)
     except _CLICK_ERRORS as e:
@@ -110,18 +134,27 @@ def main(argv: list[str] | None = None) -> int:
     except _ABORTS:
         print("aborted", file=sys.stderr)
         return 130
-    except user_errors as e:
+    except Exception as e:
+        code = _one_line(e)
+        if code is None:  # a bug: trace back
+            raise
+        return code
+    return rv if isinstance(rv, int) else 0
+
+
+def _one_line(e: Exception) -> int | None:
+    """Print a user mistake as one line and return the exit status (2); None otherwise."""
+    if isinstance(e, _user_errors()):
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as e:
+    elif isinstance(e, FileNotFoundError):
         print(f"error: no such file: {e.filename}", file=sys.stderr)
-        return 2
-    except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+    elif isinstance(e, (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)):
         # An output path the command's own check did not foresee: still one line. A
         # rename onto the target (traces.io.atomic_write) names the target second.
         print(f"error: {e.filename2 or e.filename}: {e.strerror.lower()}", file=sys.stderr)
-        return 2
-    return rv if isinstance(rv, int) else 0
+    else:
+        return None
+    return 2
 
 
 if __name__ == "__main__":

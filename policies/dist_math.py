@@ -50,7 +50,6 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import ndtr
 
 from policies.lengthdist import BIN_EDGES, NUM_BINS, SUPPORT_TOKENS, bin_of
 
@@ -204,6 +203,8 @@ def lognormal_on_bins(
     hi = np.concatenate((np.broadcast_to(cuts, (n, K - 1)), np.full((n, 1), np.inf)), axis=1)
     lo, hi = np.maximum(lo, lo_cut), np.minimum(hi, hi_cut)
     zlo, zhi = (lo - mu) / sigma, (hi - mu) / sigma
+    from scipy.special import ndtr  # here: importing the policies must not load scipy
+
     # Upper tails through the survival function, so that far bins keep their precision.
     p = np.where(zlo > 0, ndtr(-zlo) - ndtr(-zhi), ndtr(zhi) - ndtr(zlo))
     p = np.where(hi > lo, p, 0.0)

@@ -8,9 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-from rich.table import Table
 
 from sim.config import ENGINE_MODES, EngineConfig
 
@@ -66,6 +63,9 @@ def simulate(
     as_json: Annotated[bool, Opt("--json", help="Print summary.json to stdout.")] = False,
 ) -> None:
     """Simulate a trace under a scheduling policy; print the summary."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
     from sim.errors import SimError
     from sim.profile import load_profile
     from sim.run import simulate as run_sim
@@ -130,7 +130,9 @@ def _pick(*values):
     return next(v for v in values if v is not None)
 
 
-def _print_summary(s: dict, console: Console) -> None:
+def _print_summary(s: dict, console) -> None:
+    from rich.table import Table
+
     t = Table(title=f"policy {s['policy']}  |  profile {s['profile_label']}", show_header=False)
     t.add_column(style="bold")
     t.add_column(justify="right")

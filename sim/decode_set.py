@@ -68,17 +68,18 @@ class DecodeSet:
         k = g - r.g0
         if k <= 0:
             return
-        ends = self.steps.end_s[r.g0 : g]
+        steps, g0 = self.steps, r.g0
+        first = steps.end_of(g0)
         if math.isnan(r.first_token_s):  # its last prefill token ran as a decode step
-            r.first_token_s = float(ends[0])
-            gap = float(np.max(np.diff(ends))) if k > 1 else 0.0
+            r.first_token_s = first
+            gap = steps.max_gap(g0 + 1, g) if k > 1 else 0.0
         else:
-            gap = ends[0] - r.last_token_s
+            gap = first - r.last_token_s
             if k > 1:
-                gap = max(gap, float(np.max(np.diff(ends))))
+                gap = max(gap, steps.max_gap(g0 + 1, g))
         if gap > r.max_gap_s:
-            r.max_gap_s = float(gap)
-        r.last_token_s = float(ends[-1])
+            r.max_gap_s = gap
+        r.last_token_s = steps.end_of(g - 1)
         self.peek(r, g)
         r.num_computed = r.c0 + k
         r.generated = r.gen0 + k
@@ -96,7 +97,7 @@ class DecodeSet:
         v.tokens_generated = r.gen0 + k
         v.steps_run, v.service_s = r.steps_run0, r.service0
         if k:
-            end = float(self.steps.end_s[g - 1])
+            end = self.steps.end_of(g - 1)
             RequestCounters.on_scheduled(v, k, end, end - self.steps.start_of(r.g0))
         else:  # entered at g, scheduled in step g
             v.steps_waiting = 0

@@ -56,6 +56,8 @@ class KVCacheManager:
         self._keys = keys if keys is not None else KeyTable.empty(n)
         self._succ = successor if successor is not None else np.full(n, -1, np.int64)
         self.shared_len = self._shared_runs(total_tokens) if prefix_caching else None
+        # The same as a list: read per admission attempt, where numpy's scalar access costs.
+        self._shared = self.shared_len.tolist() if prefix_caching else None
 
     # ----------------------------------------------------------- accounting
     def blocks_for(self, tokens: int) -> int:
@@ -64,8 +66,19 @@ class KVCacheManager:
     def take(self, n: int) -> None:
         """n fresh blocks from the free pool (the caller checked n <= free)."""
         self.free -= n
-        if self.enabled and n:
+        if not self.enabled or not n:
+            return
+        if self._cached_free:
             self._evict(n)
+            return
+        # No cached block is free: every free block is anonymous, and their order in the
+        # queue tells nothing, so the queue is one run of them (stale entries dropped).
+        q = self._queue
+        if len(q) == 1 and type(q[0]) is list:
+            q[0][0] = self.free
+        else:
+            q.clear()
+            q.append([self.free])
 
     def take_per_step(self, alloc: np.ndarray) -> np.ndarray:
         """Blocks for consecutive steps, alloc[j] at step j; returns the cached blocks each
@@ -169,7 +182,7 @@ class KVCacheManager:
         """(blocks hit, how many of them are free) for request r before admission."""
         if not self.enabled or r.num_computed:
             return 0, 0
-        if not r.self_cached and self.shared_len[r.idx] == 0:
+        if not r.self_cached and self._shared[r.idx] == 0:
             return 0, 0
         limit = (r.num_tokens - 1) // self.block_size
         cache = self._cache
@@ -208,16 +221,16 @@ class KVCacheManager:
         r.blocks += need
         if not self.enabled:
             return
-        upto = min(computed_after // self.block_size, int(self.shared_len[r.idx]))
-        if upto <= r.registered:
+        upto = min(computed_after // self.block_size, self._shared[r.idx])
+        lo = r.registered
+        if upto <= lo:
             return
         cache = self._cache
-        keys = self.keys_of(r)
-        for pos in range(r.registered, upto):
-            key = keys[pos]
+        hold = r.held.append
+        for pos, key in enumerate(self.keys_of(r)[lo:upto], lo):
             if key not in cache:
                 cache[key] = [1, -1]
-                r.held.append((pos, key))
+                hold((pos, key))
         r.registered = upto
 
     def freed_on_release(self, r, blocks: int) -> int:
@@ -240,11 +253,12 @@ class KVCacheManager:
             r.blocks = 0
             r.registered = 0
             return
-        held = dict(r.held)
         extra: dict[int, int] = {}
         full = min(r.num_computed // self.block_size, r.blocks)
         self._free_front(r.blocks - full)  # not full: never hashed, reused first
+        held: dict[int, int] = {}
         if keep_all or keep_next_turn:
+            held = dict(r.held)
             lo = 0 if keep_all else int(self._keys.count[r.idx])
             for pos in range(lo, full):
                 if pos not in held:
@@ -252,8 +266,10 @@ class KVCacheManager:
                     if key >= 0 or keep_all:
                         extra[pos] = key
             r.self_cached = r.self_cached or keep_all
-        if not held and not extra:
+        if not r.held and not extra:
             self._free_anonymous(full)
+        elif not extra:
+            self._release_held(r.held, full)
         else:
             cache = self._cache
             prev = full  # full blocks go back last first: the tail is evicted first
@@ -274,6 +290,34 @@ class KVCacheManager:
         r.held.clear()
         r.blocks = 0
         r.registered = 0
+
+    def _release_held(self, held: list[tuple[int, int]], full: int) -> None:
+        """release()'s common case, its loop with the queue's steps inlined: r's full
+        blocks go back last first, the cached ones it held (ascending positions, as
+        admit_hit and allocate append them) one by one, the others as anonymous runs."""
+        q, cache = self._queue, self._cache
+        token, freed, cached_free = self._token, 0, 0
+        prev = full
+        for pos, key in reversed(held):
+            gap = prev - pos - 1
+            if gap > 0:
+                freed += gap
+                if q and type(q[-1]) is list:
+                    q[-1][0] += gap
+                else:
+                    q.append([gap])
+            prev = pos
+            e = cache[key]
+            e[0] -= 1
+            if e[0] == 0:
+                e[1] = token
+                q.append((key, token))
+                token += 1
+                cached_free += 1
+        self._token = token
+        self._cached_free += cached_free
+        self.free += freed + cached_free
+        self._free_anonymous(prev)
 
     # --------------------------------------------------------------- queue
     def _free_anonymous(self, n: int) -> None:
@@ -305,12 +349,13 @@ class KVCacheManager:
 
     def _evict(self, n: int) -> None:
         q, cache = self._queue, self._cache
+        evicted = 0
         while n:
             item = q[0]
             if type(item) is list:
                 if item[0] > n:
                     item[0] -= n
-                    return
+                    break
                 n -= item[0]
                 q.popleft()
                 continue
@@ -319,9 +364,10 @@ class KVCacheManager:
             e = cache.get(key)
             if e is not None and e[1] == token and e[0] == 0:
                 del cache[key]
-                self._cached_free -= 1
-                self.evicted += 1
+                evicted += 1
                 n -= 1
+        self._cached_free -= evicted
+        self.evicted += evicted
 
     def check(self) -> None:
         """Assert the pool's invariants (tests): free = queued blocks, never over the pool."""

@@ -52,8 +52,11 @@ def chain_numbers(flat: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.
     active = np.flatnonzero(lens > 0)
     while len(active) >= _WIDE:
         at = starts[active] + j
-        pairs = np.stack([prev[active], flat[at]], axis=1)
-        uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
+        # The pairs (previous chain number, id) numbered in sorted order: packed into one
+        # int64 that sorts as the pair does (ids by their rank), a 1-d unique is cheap.
+        x_uniq, x_rank = np.unique(flat[at], return_inverse=True)
+        packed = (prev[active] + 1) * len(x_uniq) + x_rank.reshape(-1)
+        uniq, inv = np.unique(packed, return_inverse=True)
         ids = base + inv.reshape(-1)
         chain[at] = ids
         prev[active] = ids

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -12,36 +13,34 @@ from traces.results import add_derived_columns, summarize_run
 
 
 def requests_frame(engine, request_ids: np.ndarray) -> pd.DataFrame:
+    """One row per request, each column read off the requests in one pass (numpy, not
+    pandas per row)."""
     reqs = engine.reqs
-    status = np.array(
-        [
-            "finished"
-            if r.state == FINISHED
-            else "rejected"
-            if r.state == REJECTED
-            else "unfinished"
-            for r in reqs
-        ]
-    )
+    n = len(reqs)
 
-    def col(attr, dtype=np.float64):
-        return np.array([getattr(r, attr) for r in reqs], dtype=dtype)
+    def col(attr, dtype=np.float64, of=reqs):
+        return np.fromiter(map(attrgetter(attr), of), dtype, n)
 
+    views = [r.view for r in reqs]
+    state = col("state", np.int64)
+    status = np.array(["unfinished", "finished", "rejected"])[
+        (state == FINISHED) + 2 * (state == REJECTED)
+    ]
     return add_derived_columns(
         pd.DataFrame(
             {
                 "request_id": request_ids,
-                "arrival_s": np.array([r.view.arrival_s for r in reqs], dtype=np.float64),
+                "arrival_s": col("arrival_s", of=views),
                 "first_scheduled_s": col("first_scheduled_s"),
                 "first_token_s": col("first_token_s"),
                 "finish_s": col("finish_s"),
                 "prompt_tokens": col("prompt", np.int64),
                 "output_tokens": col("output", np.int64),
                 "tokens_generated": col("generated", np.int64),
-                "preemptions": np.array([r.view.preemptions for r in reqs], dtype=np.int64),
+                "preemptions": col("preemptions", np.int64, views),
                 "max_token_gap_s": col("max_gap_s"),
                 "status": status,
-                "cached_tokens": np.array([max(r.cached_tokens, 0) for r in reqs], dtype=np.int64),
+                "cached_tokens": np.maximum(col("cached_tokens", np.int64), 0),
             }
         )
     )

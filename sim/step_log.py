@@ -12,18 +12,32 @@ FLOAT_COLUMNS = frozenset({"start_s", "duration_s"})
 
 
 class StepLog:
-    """Step rows; a fast-forward stretch appends many at once. end_s[g] is step g's end."""
+    """Step rows; a fast-forward stretch appends many at once. end_s[g] is step g's end.
+
+    Step ends, and the gap from each step's end to the next one's, are also kept as
+    Python lists: a finishing decoder asks for the largest gap over its steps, and a
+    slice of a list beats numpy's fixed cost per call at the few hundred steps asked."""
 
     def __init__(self, capacity: int = 4096) -> None:
         self.n = 0
+        self._capacity = capacity
         self.cols = {
             c: np.zeros(capacity, np.float64 if c in FLOAT_COLUMNS else np.int64) for c in COLUMNS
         }
-        self.end_s = np.zeros(capacity, np.float64)
+        self._ends: list[float] = []
+        self._gaps: list[float] = []  # _gaps[g] = end of step g - end of step g - 1 (g >= 1)
+        self._end_array = np.zeros(0, np.float64)
+
+    @property
+    def end_s(self) -> np.ndarray:
+        """Every step's end, as an array (built from the list on demand)."""
+        if len(self._end_array) != self.n:
+            self._end_array = np.array(self._ends, np.float64)
+        return self._end_array
 
     def _reserve(self, extra: int) -> None:
         need = self.n + extra
-        cap = len(self.end_s)
+        cap = self._capacity
         if need <= cap:
             return
         cap = max(need, cap * 2)
@@ -31,18 +45,19 @@ class StepLog:
             b = np.zeros(cap, a.dtype)
             b[: self.n] = a[: self.n]
             self.cols[c] = b
-        e = np.zeros(cap, np.float64)
-        e[: self.n] = self.end_s[: self.n]
-        self.end_s = e
+        self._capacity = cap
 
     def append(self, end_s: float, **row) -> None:
         """One step; columns not given are 0."""
-        if self.n == len(self.end_s):
+        n = self.n
+        if n == self._capacity:
             self._reserve(1)
-        cols, n = self.cols, self.n
+        cols = self.cols
         for c, v in row.items():
             cols[c][n] = v
-        self.end_s[n] = end_s
+        ends = self._ends
+        self._gaps.append(end_s - ends[-1] if n else 0.0)
+        ends.append(end_s)
         self.n = n + 1
 
     def extend(self, k: int, end_s: np.ndarray, **cols) -> None:
@@ -51,11 +66,22 @@ class StepLog:
         s = slice(self.n, self.n + k)
         for c, v in cols.items():
             self.cols[c][s] = v
-        self.end_s[s] = end_s
+        ends = np.broadcast_to(np.asarray(end_s, np.float64), (k,))
+        gaps = np.diff(ends, prepend=self._ends[-1] if self.n else ends[0])
+        self._ends += ends.tolist()
+        self._gaps += gaps.tolist()
         self.n += k
 
     def start_of(self, g: int) -> float:
         return float(self.cols["start_s"][g])
+
+    def end_of(self, g: int) -> float:
+        return self._ends[g]
+
+    def max_gap(self, lo: int, hi: int) -> float:
+        """The largest end-to-end gap between consecutive steps lo - 1 .. hi - 1 (lo >= 1,
+        lo < hi): max over g in [lo, hi) of end_of(g) - end_of(g - 1)."""
+        return max(self._gaps[lo:hi])
 
     def frame_dict(self) -> dict[str, np.ndarray]:
         out = {"step": np.arange(self.n)}

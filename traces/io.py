@@ -84,7 +84,8 @@ def read_trace(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
     if path.stat().st_size == 0:
         raise TraceError(f"{path}: file is empty")
     try:
-        table = pq.read_table(path)
+        with pq.ParquetFile(path) as f:  # one file: no pyarrow.dataset (slow to import)
+            table = f.read()
     except (pa.ArrowInvalid, OSError) as e:
         raise TraceError(f"{path}: not a Parquet trace ({str(e).splitlines()[0]})") from None
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
