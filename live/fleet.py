@@ -42,8 +42,10 @@ from policies.views import in_policy_order, views_from_trace
 from traces.io import atomic_write
 from traces.results import summarize_run
 
-LOAD_SOURCE = ("vLLM SchedulerStats per engine step (num_waiting_reqs, num_running_reqs, "
-               "kv_cache_usage) via an AsyncLLM stat logger, plus requests sent since")
+LOAD_SOURCE = (
+    "vLLM SchedulerStats per engine step (num_waiting_reqs, num_running_reqs, "
+    "kv_cache_usage) via an AsyncLLM stat logger, plus requests sent since"
+)
 PREFIX_SOURCE = "vLLM KV events (BlockStored/BlockRemoved over ZMQ), exact"
 
 
@@ -78,8 +80,9 @@ class LoadBoard:
     def reset(self) -> None:
         self.__post_init__()
 
-    def record(self, replica: int, t_s: float, waiting: int, running: int,
-               kv_cache_usage: float) -> None:
+    def record(
+        self, replica: int, t_s: float, waiting: int, running: int, kv_cache_usage: float
+    ) -> None:
         """A stats snapshot; kv_cache_usage is vLLM's 1 - free / (num_gpu_blocks - 1)."""
         usable = self.num_gpu_blocks[replica] - 1  # vLLM's null block
         used = int(round(kv_cache_usage * usable))
@@ -99,8 +102,14 @@ class LoadBoard:
         snap = self.snapshots[replica][max(k, 0)]
         sent = self.sent_s[replica]
         unseen = bisect.bisect_right(sent, t_s) - bisect.bisect_right(sent, snap.t_s)
-        return ReplicaLoad(replica, snap.waiting + unseen, snap.running, snap.kv_blocks_used,
-                           self.num_gpu_blocks[replica], t_s)
+        return ReplicaLoad(
+            replica,
+            snap.waiting + unseen,
+            snap.running,
+            snap.kv_blocks_used,
+            self.num_gpu_blocks[replica],
+            t_s,
+        )
 
     def loads(self, now_s: float) -> list[ReplicaLoad]:
         """What the router sees at now_s: exact, or as of the latest refresh tick."""
@@ -117,11 +126,21 @@ def stat_logger_factory(board: LoadBoard, replica: int, clock: Callable[[], floa
         def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
             pass
 
-        def record(self, scheduler_stats: Any, iteration_stats: Any,
-                   mm_cache_stats: Any = None, engine_idx: int = 0) -> None:
+        def record(
+            self,
+            scheduler_stats: Any,
+            iteration_stats: Any,
+            mm_cache_stats: Any = None,
+            engine_idx: int = 0,
+        ) -> None:
             if scheduler_stats is not None:
-                board.record(replica, clock(), scheduler_stats.num_waiting_reqs,
-                             scheduler_stats.num_running_reqs, scheduler_stats.kv_cache_usage)
+                board.record(
+                    replica,
+                    clock(),
+                    scheduler_stats.num_waiting_reqs,
+                    scheduler_stats.num_running_reqs,
+                    scheduler_stats.kv_cache_usage,
+                )
 
         def log_engine_initialized(self) -> None:
             pass
@@ -145,9 +164,15 @@ class FleetBackend:
     """Routes each request to one of several engines and sends it there (a replay
     Backend), logging what the router saw and chose."""
 
-    def __init__(self, backends: Sequence[Backend], router: Router, board: LoadBoard,
-                 indexes: Sequence[KVBlockIndex], step_logs: Sequence[Path],
-                 on_begin: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        backends: Sequence[Backend],
+        router: Router,
+        board: LoadBoard,
+        indexes: Sequence[KVBlockIndex],
+        step_logs: Sequence[Path],
+        on_begin: Callable[[float], None] | None = None,
+    ) -> None:
         self.backends = list(backends)
         self.router = router
         self.board = board
@@ -165,8 +190,9 @@ class FleetBackend:
         df = in_policy_order(trace)
         self.views = views_from_trace(df)
         n = len(df)
-        self.session_id = (df["session_id"].astype(np.int64).tolist()
-                           if "session_id" in df.columns else [-1] * n)
+        self.session_id = (
+            df["session_id"].astype(np.int64).tolist() if "session_id" in df.columns else [-1] * n
+        )
         self.turn = df["turn"].astype(np.int64).tolist() if "turn" in df.columns else [0] * n
         self.router.prepare(self.views, len(self.backends))
 
@@ -178,48 +204,72 @@ class FleetBackend:
         self.replica_of.clear()
         self.decisions.clear()
 
-    async def send(self, rec: RequestRecord, prompt_ids: list[int], xargs: dict[str, Any],
-                   clock: Callable[[], float]) -> None:
+    async def send(
+        self,
+        rec: RequestRecord,
+        prompt_ids: list[int],
+        xargs: dict[str, Any],
+        clock: Callable[[], float],
+    ) -> None:
         now = clock()
         pid = rec.policy_id
         view = replace(self.views[pid], arrival_s=rec.arrival_s, waiting_since_s=rec.arrival_s)
         loads = self.board.loads(now)
         self.probe.prompts = {pid: prompt_ids}
         hits = [self.probe.cached_prefix_tokens(i, pid) for i in range(len(loads))]
-        replica = self.router.route(RouteRequest(view, self.session_id[pid], self.turn[pid]),
-                                    loads, self.probe, now)
+        replica = self.router.route(
+            RouteRequest(view, self.session_id[pid], self.turn[pid]), loads, self.probe, now
+        )
         if not 0 <= replica < len(self.backends):
-            raise LiveError(f"router {self.router.describe()} sent request {rec.request_id} "
-                            f"to replica {replica}; there are {len(self.backends)}")
+            raise LiveError(
+                f"router {self.router.describe()} sent request {rec.request_id} "
+                f"to replica {replica}; there are {len(self.backends)}"
+            )
         self.board.sent(replica, now)
         self.replica_of[rec.request_id] = replica
         k = len(self.decisions) // len(loads)  # the k-th dispatch
         for load, hit in zip(loads, hits, strict=True):
-            self.decisions.append({
-                "dispatch": k, "request_id": rec.request_id, "now_s": now,
-                "replica": load.replica, "chosen": load.replica == replica,
-                "waiting": load.waiting, "running": load.running,
-                "kv_blocks_used": load.kv_blocks_used, "as_of_s": load.as_of_s,
-                "cached_prefix_tokens": hit})
+            self.decisions.append(
+                {
+                    "dispatch": k,
+                    "request_id": rec.request_id,
+                    "now_s": now,
+                    "replica": load.replica,
+                    "chosen": load.replica == replica,
+                    "waiting": load.waiting,
+                    "running": load.running,
+                    "kv_blocks_used": load.kv_blocks_used,
+                    "as_of_s": load.as_of_s,
+                    "cached_prefix_tokens": hit,
+                }
+            )
         xargs = {**xargs, PREFIX + "step_log": str(self.step_logs[replica].resolve())}
         try:
             await self.backends[replica].send(rec, prompt_ids, xargs, clock)
         finally:
             self.router.on_finish(pid, replica, clock())
 
-    def fleet_tables(self, req: pd.DataFrame, run_id: str
-                     ) -> tuple[pd.DataFrame, StepLog, dict[str, Any]]:
+    def fleet_tables(
+        self, req: pd.DataFrame, run_id: str
+    ) -> tuple[pd.DataFrame, StepLog, dict[str, Any]]:
         """requests with `replica`, every replica's steps with `replica`, the fleet's
         figures; writes routes.parquet beside the step logs."""
         req = req.copy()
         req["replica"] = req["request_id"].map(self.replica_of).fillna(-1).astype("int64")
-        logs = [read_step_log(p, run_id, through_last_work=True) if p.exists()
-                else StepLog({}, steps_frame([]), []) for p in self.step_logs]
+        logs = [
+            read_step_log(p, run_id, through_last_work=True)
+            if p.exists()
+            else StepLog({}, steps_frame([]), [])
+            for p in self.step_logs
+        ]
         frames = []
         for i, log in enumerate(logs):
             frames.append(log.steps.assign(replica=np.int64(i)))
-        steps = pd.concat(frames, ignore_index=True).sort_values(
-            ["start_s", "replica"], kind="stable").reset_index(drop=True)
+        steps = (
+            pd.concat(frames, ignore_index=True)
+            .sort_values(["start_s", "replica"], kind="stable")
+            .reset_index(drop=True)
+        )
         header = next((log.header for log in logs if log.header), {})
         merged = StepLog(header, steps, [e for log in logs for e in log.errors])
         routes = pd.DataFrame(self.decisions, columns=ROUTE_COLUMNS)
@@ -232,27 +282,46 @@ class FleetBackend:
             known = mine[mine["cached_tokens"] >= 0]
             prompt = int(known["prompt_tokens"].sum())
             cached = int(known["cached_tokens"].sum())
-            s.update(replica=i, num_gpu_blocks=self.board.num_gpu_blocks[i],
-                     steps=int(len(log.steps)), prefix_cached_tokens=cached,
-                     prefix_hit_rate=cached / prompt if prompt else 0.0,
-                     busy_s=float(log.steps["duration_s"].sum()) if len(log.steps) else 0.0,
-                     step_log=self.step_logs[i].name)
+            s.update(
+                replica=i,
+                num_gpu_blocks=self.board.num_gpu_blocks[i],
+                steps=int(len(log.steps)),
+                prefix_cached_tokens=cached,
+                prefix_hit_rate=cached / prompt if prompt else 0.0,
+                busy_s=float(log.steps["duration_s"].sum()) if len(log.steps) else 0.0,
+                step_log=self.step_logs[i].name,
+            )
             per.append(s)
         counts = np.array([p["requests"] for p in per], np.float64)
-        return req, merged, {
-            "replicas": len(self.backends),
-            "router": self.router.describe(),
-            "router_refresh_s": self.board.router_refresh_s,
-            "replica_request_share_max": float(counts.max() / counts.sum())
-            if counts.sum() else 0.0,
-            "load_source": LOAD_SOURCE,
-            "prefix_source": PREFIX_SOURCE,
-            "per_replica": per,
-        }
+        return (
+            req,
+            merged,
+            {
+                "replicas": len(self.backends),
+                "router": self.router.describe(),
+                "router_refresh_s": self.board.router_refresh_s,
+                "replica_request_share_max": float(counts.max() / counts.sum())
+                if counts.sum()
+                else 0.0,
+                "load_source": LOAD_SOURCE,
+                "prefix_source": PREFIX_SOURCE,
+                "per_replica": per,
+            },
+        )
 
 
-ROUTE_COLUMNS = ("dispatch", "request_id", "now_s", "replica", "chosen", "waiting", "running",
-                 "kv_blocks_used", "as_of_s", "cached_prefix_tokens")
+ROUTE_COLUMNS = (
+    "dispatch",
+    "request_id",
+    "now_s",
+    "replica",
+    "chosen",
+    "waiting",
+    "running",
+    "kv_blocks_used",
+    "as_of_s",
+    "cached_prefix_tokens",
+)
 
 
 def step_log_name(replica: int) -> str:
@@ -263,9 +332,14 @@ class LiveFleet:
     """N LiveEngines started with a stats logger and KV events each; `replay` runs one
     trace under one policy (every engine's) and one router."""
 
-    def __init__(self, engines: list[LiveEngine], board: LoadBoard,
-                 subscribers: list[KVEventSubscriber], events_dir: tempfile.TemporaryDirectory,
-                 clock_origin: list[float]) -> None:
+    def __init__(
+        self,
+        engines: list[LiveEngine],
+        board: LoadBoard,
+        subscribers: list[KVEventSubscriber],
+        events_dir: tempfile.TemporaryDirectory,
+        clock_origin: list[float],
+    ) -> None:
         self.engines = engines
         self.board = board
         self.subscribers = subscribers
@@ -274,8 +348,9 @@ class LiveFleet:
         self.info = dict(engines[0].info, replicas=len(engines))
 
     @classmethod
-    async def start(cls, options: EngineOptions, replicas: int,
-                    router_refresh_s: float = 0.0) -> LiveFleet:
+    async def start(
+        cls, options: EngineOptions, replicas: int, router_refresh_s: float = 0.0
+    ) -> LiveFleet:
         """Start `replicas` engines one after another (inside a running event loop)."""
         from vllm.config import KVEventsConfig
 
@@ -293,9 +368,12 @@ class LiveFleet:
                 endpoint = f"ipc://{events_dir.name}/kv{i}"
                 factory = stat_logger_factory(board, i, lambda: time.monotonic() - origin[0])
                 engine = LiveEngine.start(
-                    options, stat_loggers=[factory],
-                    kv_events_config=KVEventsConfig(enable_kv_cache_events=True,
-                                                    publisher="zmq", endpoint=endpoint))
+                    options,
+                    stat_loggers=[factory],
+                    kv_events_config=KVEventsConfig(
+                        enable_kv_cache_events=True, publisher="zmq", endpoint=endpoint
+                    ),
+                )
                 engines.append(engine)
                 index = KVBlockIndex(int(engine.info["block_size"]))
                 sub = KVEventSubscriber(endpoint, index)
@@ -312,8 +390,9 @@ class LiveFleet:
         board.reset()
         return cls(engines, board, subscribers, events_dir, origin)
 
-    async def replay(self, trace: pd.DataFrame, spec: RunSpec, router: str | Router
-                     ) -> dict[str, Any]:
+    async def replay(
+        self, trace: pd.DataFrame, spec: RunSpec, router: str | Router
+    ) -> dict[str, Any]:
         """Replay a trace across the engines; write the run to spec.out (with a
         `replica` column, per-replica step logs and routes.parquet); return its summary."""
         out = Path(spec.out)
@@ -327,28 +406,50 @@ class LiveFleet:
                 await engine.llm.reset_prefix_cache()
             sub.index.clear()  # vLLM's AllBlocksCleared follows with its next step
         self.board.reset()
-        backend = FleetBackend([EngineBackend(e.llm) for e in self.engines], router, self.board,
-                               [s.index for s in self.subscribers], logs,
-                               on_begin=lambda t0: self._clock_origin.__setitem__(0, t0))
+        backend = FleetBackend(
+            [EngineBackend(e.llm) for e in self.engines],
+            router,
+            self.board,
+            [s.index for s in self.subscribers],
+            logs,
+            on_begin=lambda t0: self._clock_origin.__setitem__(0, t0),
+        )
         backend.prepare(trace)
         spec = replace(spec, step_log=None)
         options = self.engines[0].options
         tok = Path(options.model) / "tokenizer.json"
         tokenizer = tok if tok.is_file() and not options.dummy_weights else None
-        provenance = {**self.info, "mode": "in-process fleet",
-                      "kv_event_batches": [s.batches for s in self.subscribers]}
-        summary = await run_trace(backend, trace, spec, provenance, int(self.info["vocab_size"]),
-                                  tokenizer, self.info["max_model_len"])
+        provenance = {
+            **self.info,
+            "mode": "in-process fleet",
+            "kv_event_batches": [s.batches for s in self.subscribers],
+        }
+        summary = await run_trace(
+            backend,
+            trace,
+            spec,
+            provenance,
+            int(self.info["vocab_size"]),
+            tokenizer,
+            self.info["max_model_len"],
+        )
         summary["kv_event_batches_lost"] = [s.lost_batches for s in self.subscribers]
         return summary
 
     async def warm_up(self, requests: int = 4) -> None:
         """A few requests on each engine before the first measured run."""
-        df = pd.DataFrame({"request_id": range(requests * len(self.engines)),
-                           "arrival_s": 0.0, "prompt_tokens": 32, "output_tokens": 8})
+        df = pd.DataFrame(
+            {
+                "request_id": range(requests * len(self.engines)),
+                "arrival_s": 0.0,
+                "prompt_tokens": 32,
+                "output_tokens": 8,
+            }
+        )
         with tempfile.TemporaryDirectory() as tmp:
-            await self.replay(df, RunSpec(policy="fcfs", out=Path(tmp), stall_timeout_s=60),
-                              "round-robin")
+            await self.replay(
+                df, RunSpec(policy="fcfs", out=Path(tmp), stall_timeout_s=60), "round-robin"
+            )
 
     async def aclose(self) -> None:
         for sub in self.subscribers:
@@ -358,9 +459,14 @@ class LiveFleet:
         self._events_dir.cleanup()
 
 
-async def replay_on_new_fleet(options: EngineOptions, replicas: int, trace: pd.DataFrame,
-                              runs: Sequence[tuple[RunSpec, str]], router_refresh_s: float = 0.0,
-                              warmup: int = 4) -> list[dict[str, Any]]:
+async def replay_on_new_fleet(
+    options: EngineOptions,
+    replicas: int,
+    trace: pd.DataFrame,
+    runs: Sequence[tuple[RunSpec, str]],
+    router_refresh_s: float = 0.0,
+    warmup: int = 4,
+) -> list[dict[str, Any]]:
     """Start a fleet, warm it up, replay the trace once per (spec, router), stop it."""
     for _, router in runs:
         make_router(router)  # a bad spec fails before any engine starts

@@ -41,22 +41,24 @@ class KVBlockIndex:
             self.events += 1
             kind = type(event).__name__
             if kind == "BlockStored":
-                self.stored(event.block_hashes, event.parent_block_hash, event.token_ids,
-                            event.block_size)
+                self.stored(
+                    event.block_hashes, event.parent_block_hash, event.token_ids, event.block_size
+                )
             elif kind == "BlockRemoved":
                 self.removed(event.block_hashes)
             elif kind == "AllBlocksCleared":
                 self.clear()
 
-    def stored(self, block_hashes: Sequence[Any], parent: Any, token_ids: Sequence[int],
-               block_size: int) -> None:
+    def stored(
+        self, block_hashes: Sequence[Any], parent: Any, token_ids: Sequence[int], block_size: int
+    ) -> None:
         """Full blocks of `block_size` tokens each, the first after `parent`. Blocks of
         another size (vLLM's partial entries of hybrid models) are not prompt prefixes
         this engine matches by full blocks, and are left out."""
         if block_size != self.block_size:
             return
         for k, block_hash in enumerate(block_hashes):
-            tokens = tuple(token_ids[k * block_size:(k + 1) * block_size])
+            tokens = tuple(token_ids[k * block_size : (k + 1) * block_size])
             if len(tokens) < block_size:
                 break
             self.child[(parent, tokens)] = block_hash
@@ -82,7 +84,7 @@ class KVBlockIndex:
         usable = (len(prompt_ids) - 1) // self.block_size
         parent, hit = ROOT, 0
         for k in range(usable):
-            tokens = tuple(prompt_ids[k * self.block_size:(k + 1) * self.block_size])
+            tokens = tuple(prompt_ids[k * self.block_size : (k + 1) * self.block_size])
             block_hash = self.child.get((parent, tokens))
             if block_hash is None or self.held[block_hash] <= 0:
                 break

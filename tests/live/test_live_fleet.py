@@ -95,11 +95,21 @@ def test_the_index_reads_vllms_own_event_encoding():
     from vllm.distributed.kv_events import BlockStored as VBlockStored
     from vllm.distributed.kv_events import KVEventBatch
 
-    batch = KVEventBatch(ts=0.0, events=[
-        VBlockStored(block_hashes=[21, 22], parent_block_hash=None,
-                     token_ids=list(range(8)), block_size=BS, lora_id=None, medium="GPU",
-                     lora_name=None),
-        VBlockRemoved(block_hashes=[22], medium="GPU")])
+    batch = KVEventBatch(
+        ts=0.0,
+        events=[
+            VBlockStored(
+                block_hashes=[21, 22],
+                parent_block_hash=None,
+                token_ids=list(range(8)),
+                block_size=BS,
+                lora_id=None,
+                medium="GPU",
+                lora_name=None,
+            ),
+            VBlockRemoved(block_hashes=[22], medium="GPU"),
+        ],
+    )
     payload = msgspec.msgpack.Encoder().encode(batch)
     index = KVBlockIndex(BS)
     index.apply(msgspec.msgpack.Decoder(KVEventBatch).decode(payload).events)
@@ -160,20 +170,26 @@ class FakeEngine:
 
 def test_round_robin_over_stand_in_engines_writes_replica_and_routes(tmp_path):
     n = 7
-    trace = pd.DataFrame({"request_id": np.arange(n) + 100, "arrival_s": np.arange(n) * 0.01,
-                          "prompt_tokens": 8, "output_tokens": 3})
+    trace = pd.DataFrame(
+        {
+            "request_id": np.arange(n) + 100,
+            "arrival_s": np.arange(n) * 0.01,
+            "prompt_tokens": 8,
+            "output_tokens": 3,
+        }
+    )
     board = LoadBoard([17, 17])
     engines = [FakeEngine(board, i) for i in range(2)]
     out = tmp_path / "run"
     out.mkdir()
     logs = [out / step_log_name(i) for i in range(2)]
-    backend = FleetBackend(engines, make_router("round-robin"), board,
-                           [KVBlockIndex(BS), KVBlockIndex(BS)], logs)
+    backend = FleetBackend(
+        engines, make_router("round-robin"), board, [KVBlockIndex(BS), KVBlockIndex(BS)], logs
+    )
     backend.prepare(trace)
     summary = asyncio.run(run_trace(backend, trace, RunSpec("fcfs", out), {}, 1000))
     req = pd.read_parquet(out / "requests.parquet")
-    assert req.set_index("request_id")["replica"].to_dict() == {
-        100 + k: k % 2 for k in range(n)}
+    assert req.set_index("request_id")["replica"].to_dict() == {100 + k: k % 2 for k in range(n)}
     assert [r for r, _ in engines[1].sent] == [101, 103, 105]
     assert all(log.endswith(step_log_name(1)) for _, log in engines[1].sent)
     routes = pd.read_parquet(out / "routes.parquet")
@@ -198,11 +214,17 @@ def test_a_router_answering_outside_the_fleet_fails_the_request(tmp_path):
         def on_finish(self, *a):
             pass
 
-    trace = pd.DataFrame({"request_id": [0], "arrival_s": [0.0], "prompt_tokens": [8],
-                          "output_tokens": [2]})
+    trace = pd.DataFrame(
+        {"request_id": [0], "arrival_s": [0.0], "prompt_tokens": [8], "output_tokens": [2]}
+    )
     board = LoadBoard([9, 9])
-    backend = FleetBackend([FakeEngine(board, 0), FakeEngine(board, 1)], Wild(), board,
-                           [KVBlockIndex(BS)] * 2, [tmp_path / "a.jsonl", tmp_path / "b.jsonl"])
+    backend = FleetBackend(
+        [FakeEngine(board, 0), FakeEngine(board, 1)],
+        Wild(),
+        board,
+        [KVBlockIndex(BS)] * 2,
+        [tmp_path / "a.jsonl", tmp_path / "b.jsonl"],
+    )
     backend.prepare(trace)
     summary = asyncio.run(run_trace(backend, trace, RunSpec("fcfs", tmp_path), {}, 1000))
     assert summary["failed"] == 1 and "replica 5" in summary["failure"]
@@ -218,16 +240,26 @@ def shared_prefix_trace():
     the first A and B requests run long, so the two engines are both busy early on."""
     system = {g: list(range(1000 * (k + 1), 1000 * (k + 1) + 64)) for k, g in enumerate("ABC")}
     question = [list(range(5000 + 100 * q, 5000 + 100 * q + 40)) for q in range(3)]
-    plan = [("A", 0, 400), ("B", 0, 400), ("A", 1, 8), ("B", 1, 8), ("A", 0, 8), ("B", 2, 8),
-            ("C", 0, 8), ("C", 1, 8)]
+    plan = [
+        ("A", 0, 400),
+        ("B", 0, 400),
+        ("A", 1, 8),
+        ("B", 1, 8),
+        ("A", 0, 8),
+        ("B", 2, 8),
+        ("C", 0, 8),
+        ("C", 1, 8),
+    ]
     content = [system[g] + question[q] for g, q, _ in plan]
-    df = pd.DataFrame({
-        "request_id": np.arange(len(plan)),
-        "arrival_s": np.arange(len(plan)) * 0.4,
-        "prompt_tokens": [len(c) for c in content],
-        "output_tokens": [o for _, _, o in plan],
-        "hash_ids": [hash_ids_from_token_ids(c, 16) for c in content],
-    })
+    df = pd.DataFrame(
+        {
+            "request_id": np.arange(len(plan)),
+            "arrival_s": np.arange(len(plan)) * 0.4,
+            "prompt_tokens": [len(c) for c in content],
+            "output_tokens": [o for _, _, o in plan],
+            "hash_ids": [hash_ids_from_token_ids(c, 16) for c in content],
+        }
+    )
     return df, [g for g, _, _ in plan]
 
 
@@ -241,27 +273,59 @@ def fleet_runs(tmp_path_factory):
     df, groups = shared_prefix_trace()
     trace = d / "trace.parquet"
     write_trace(df, trace, {"source": "test", HASH_BLOCK_TOKENS_KEY: 16})
-    cmd = [sys.executable, "-m", "live.cli", "replay", "--trace", str(trace), "--model",
-           str(model), "--dummy-weights", "--enforce-eager", "--num-gpu-blocks", str(BLOCKS),
-           "--block-size", str(BLOCK), "--max-model-len", str(MAX_LEN), "--max-num-seqs", "4",
-           "--max-batched-tokens", "256", "--gpu-memory-utilization", "0.05",
-           "--replicas", "2", "--warmup", "2", "--stall-timeout", "60",
-           "--out", str(d / "live"), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "live.cli",
+        "replay",
+        "--trace",
+        str(trace),
+        "--model",
+        str(model),
+        "--dummy-weights",
+        "--enforce-eager",
+        "--num-gpu-blocks",
+        str(BLOCKS),
+        "--block-size",
+        str(BLOCK),
+        "--max-model-len",
+        str(MAX_LEN),
+        "--max-num-seqs",
+        "4",
+        "--max-batched-tokens",
+        "256",
+        "--gpu-memory-utilization",
+        "0.05",
+        "--replicas",
+        "2",
+        "--warmup",
+        "2",
+        "--stall-timeout",
+        "60",
+        "--out",
+        str(d / "live"),
+        "--json",
+    ]
     for r in ROUTERS:
         cmd += ["--router", r]
     root = os.getcwd()  # the engine cores import the plug-in from this checkout
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
+    }
     proc = run_group(cmd, START_TIMEOUT_S + REPLAY_TIMEOUT_S, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     summaries = json.loads(proc.stdout)
     runs = {}
     for r, s in zip(ROUTERS, summaries, strict=True):
         run = d / "live" / r
-        runs[r] = {"summary": s,
-                   "req": pd.read_parquet(run / "requests.parquet").set_index("request_id"),
-                   "routes": pd.read_parquet(run / "routes.parquet"),
-                   "steps": pd.read_parquet(run / "steps.parquet"), "dir": run}
+        runs[r] = {
+            "summary": s,
+            "req": pd.read_parquet(run / "requests.parquet").set_index("request_id"),
+            "routes": pd.read_parquet(run / "routes.parquet"),
+            "steps": pd.read_parquet(run / "steps.parquet"),
+            "dir": run,
+        }
     return runs, groups
 
 
@@ -276,8 +340,10 @@ def test_every_request_finished_on_the_replica_the_router_chose(fleet_runs):
         assert set(steps["replica"]) == {0, 1}
         for i in (0, 1):
             mine = req[req["replica"] == i]
-            assert steps.loc[steps["replica"] == i, "cached_tokens"].sum() == \
-                mine["cached_tokens"].sum()
+            assert (
+                steps.loc[steps["replica"] == i, "cached_tokens"].sum()
+                == mine["cached_tokens"].sum()
+            )
             assert (run["dir"] / step_log_name(i)).is_file()
 
 
