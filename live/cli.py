@@ -268,7 +268,8 @@ def slug(spec: str) -> str:
 
 
 def one_line(s: dict) -> str:
-    return (f"{s['policy']}: {s['completed']}/{s['requests']} finished, "
+    router = f" [{s['router']}, {s['replicas']} replicas]" if s.get("router") else ""
+    return (f"{s['policy']}{router}: {s['completed']}/{s['requests']} finished, "
             f"{s['rejected']} rejected, {s.get('failed', 0)} failed; mean latency "
             f"{s['mean_latency_s']:.3f} s, p90 {s['p90_latency_s']:.3f} s, "
             f"{s['throughput_tok_s']:.0f} tok/s")
