@@ -172,6 +172,7 @@ class FleetBackend:
         indexes: Sequence[KVBlockIndex],
         step_logs: Sequence[Path],
         on_begin: Callable[[float], None] | None = None,
+        subscribers: Sequence[KVEventSubscriber] = (),
     ) -> None:
         self.backends = list(backends)
         self.router = router
@@ -184,6 +185,9 @@ class FleetBackend:
         self.replica_of: dict[int, int] = {}
         self.decisions: list[dict[str, Any]] = []
         self.on_begin = on_begin  # the stats loggers' clock starts at the run's t0
+        self.subscribers = list(subscribers)  # the KV event streams, for their counts
+        self._batches_before = [0] * len(self.subscribers)
+        self._lost_before = [0] * len(self.subscribers)
 
     def prepare(self, trace: pd.DataFrame) -> None:
         """The trace's views (row = policy id) and sessions, and the router's prepare."""
@@ -199,6 +203,8 @@ class FleetBackend:
     def begin(self, run_id: str, t0: float) -> None:
         for b in self.backends:
             b.begin(run_id, t0)
+        self._batches_before = [s.batches for s in self.subscribers]
+        self._lost_before = [s.lost_batches for s in self.subscribers]
         if self.on_begin is not None:
             self.on_begin(t0)
         self.replica_of.clear()
@@ -305,6 +311,14 @@ class FleetBackend:
                 else 0.0,
                 "load_source": LOAD_SOURCE,
                 "prefix_source": PREFIX_SOURCE,
+                "kv_event_batches": [
+                    s.batches - b
+                    for s, b in zip(self.subscribers, self._batches_before, strict=True)
+                ],
+                "kv_event_batches_lost": [
+                    s.lost_batches - b
+                    for s, b in zip(self.subscribers, self._lost_before, strict=True)
+                ],
                 "per_replica": per,
             },
         )
@@ -413,6 +427,7 @@ class LiveFleet:
             [s.index for s in self.subscribers],
             logs,
             on_begin=lambda t0: self._clock_origin.__setitem__(0, t0),
+            subscribers=self.subscribers,
         )
         backend.prepare(trace)
         spec = replace(spec, step_log=None)
@@ -422,7 +437,6 @@ class LiveFleet:
         provenance = {
             **self.info,
             "mode": "in-process fleet",
-            "kv_event_batches": [s.batches for s in self.subscribers],
         }
         summary = await run_trace(
             backend,
@@ -433,7 +447,6 @@ class LiveFleet:
             tokenizer,
             self.info["max_model_len"],
         )
-        summary["kv_event_batches_lost"] = [s.lost_batches for s in self.subscribers]
         return summary
 
     async def warm_up(self, requests: int = 4) -> None:

@@ -336,6 +336,8 @@ def test_every_request_finished_on_the_replica_the_router_chose(fleet_runs):
         assert (
             s["router"].split(":")[0] == r and s["replicas"] == 2 and s["completed"] == len(req)
         ), r
+        # both engines' KV events reached the driver, none lost
+        assert min(s["kv_event_batches"]) > 0 and s["kv_event_batches_lost"] == [0, 0]
         chosen = run["routes"][run["routes"]["chosen"]].set_index("request_id")["replica"]
         assert req["replica"].to_dict() == chosen.to_dict()
         steps = run["steps"]  # each engine's own step log, its steps under its replica
