@@ -230,6 +230,39 @@ def test_a_router_answering_outside_the_fleet_fails_the_request(tmp_path):
     assert summary["failed"] == 1 and "replica 5" in summary["failure"]
 
 
+# ------------------------------------------------------------ the command line
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--replicas", "2"], "--replicas 2 needs a --router"),
+        (["--replicas", "0", "--router", "round-robin"], "--replicas 0: must be at least 1"),
+        (["--replicas", "2", "--router", "prefx"], "did you mean prefix"),
+        (["--router", "round-robin", "--server", "http://x:1"], "not --server"),
+        (["--replicas", "2", "--router", "prefix", "--router", "prefix"], "given twice"),
+    ],
+)
+def test_fleet_options_are_checked_before_any_engine_starts(tmp_path, capsys, args, message):
+    from ltrsched.cli import main as ltrsched_main
+
+    trace = tmp_path / "t.parquet"
+    write_trace(shared_prefix_trace()[0], trace, {"source": "test", HASH_BLOCK_TOKENS_KEY: 16})
+    rc = ltrsched_main(
+        [
+            "live",
+            "replay",
+            "--trace",
+            str(trace),
+            "--out",
+            str(tmp_path / "o"),
+            "--model",
+            str(tmp_path),
+            *args,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and err.count("\n") == 1
+
+
 # ------------------------------------------------------------ on the CPU vLLM
 BLOCK, BLOCKS, MAX_LEN = 32, 64, 512  # vLLM on CPU takes block sizes in multiples of 32
 ROUTERS = ("round-robin", "least-loaded", "prefix")
