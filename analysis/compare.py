@@ -61,6 +61,8 @@ class Comparison:
     live_runs: int = 1
     # (max - min) / mean over the live replicates, per verdict metric; empty for one run
     live_spread: dict[str, float] = field(default_factory=dict)
+    # Fleets (both runs with a `replica` column): see fleet_agreement; None otherwise
+    fleet: dict[str, Any] | None = None
 
 
 def read_run_dir(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -241,6 +243,9 @@ def compare_runs(
             f"{spread['p90_latency_s']:.1%} in p90 and {spread['throughput_tok_s']:.1%} "
             "in throughput (max - min over their mean)"
         )
+    fleet = fleet_agreement(sim_req, lives[0][0])
+    if fleet is not None and len(lives) > 1:
+        notes.append(f"replica assignment compared with the first live run, {live_dirs[0]}")
     return Comparison(
         sim=str(sim_dir),
         live=", ".join(str(d) for d in live_dirs),
@@ -256,7 +261,35 @@ def compare_runs(
         notes=notes,
         live_runs=len(lives),
         live_spread=spread,
+        fleet=fleet,
     )
+
+
+def fleet_agreement(sim_req: pd.DataFrame, live_req: pd.DataFrame) -> dict[str, Any] | None:
+    """Where a simulated and a live fleet agree, request by request: the replica each
+    request went to (equal for a router that reads no state, e.g. round-robin) and the
+    prefix-cache hit (cached_tokens, where both report it). None unless both runs have
+    a `replica` column."""
+    if "replica" not in sim_req.columns or "replica" not in live_req.columns:
+        return None
+    cols = ["request_id", "replica"]
+    if "cached_tokens" in sim_req.columns and "cached_tokens" in live_req.columns:
+        cols.append("cached_tokens")
+    both = sim_req[cols].merge(live_req[cols], on="request_id", suffixes=("_sim", "_live"))
+    both = both[(both["replica_sim"] >= 0) & (both["replica_live"] >= 0)]
+    same = both["replica_sim"] == both["replica_live"]
+    same_hit = pd.Series([], dtype=bool)
+    if "cached_tokens" in cols:
+        hits = both[(both["cached_tokens_sim"] >= 0) & (both["cached_tokens_live"] >= 0)]
+        same_hit = hits["cached_tokens_sim"] == hits["cached_tokens_live"]
+    return {
+        "requests_routed_in_both": int(len(both)),
+        "same_replica": int(same.sum()),
+        "same_replica_share": float(same.mean()) if len(both) else math.nan,
+        "first_different_replica": both.loc[~same, "request_id"].head(5).tolist(),
+        "same_cached_tokens": int(same_hit.sum()),
+        "same_cached_tokens_share": float(same_hit.mean()) if len(same_hit) else math.nan,
+    }
 
 
 def matched_requests(sim_req: pd.DataFrame, live_req: pd.DataFrame) -> pd.DataFrame:
@@ -395,6 +428,11 @@ def format_table(c: Comparison) -> str:
         f"per request ({c.requests_matched} matched): |latency error| mean "
         f"{p['mean_abs']:.1%}, p50 {p['p50_abs']:.1%}, p90 {p['p90_abs']:.1%}"
     )
+    if (f := c.fleet) is not None:
+        lines.append(
+            f"fleet: same replica for {f['same_replica']}/{f['requests_routed_in_both']} "
+            f"requests, same cached tokens for {f['same_cached_tokens']}"
+        )
     lines += [f"note: {n}" for n in c.notes]
     lines.append(c.verdict)
     return "\n".join(lines)

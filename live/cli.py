@@ -66,15 +66,43 @@ def replay(
     predictor_device: Annotated[str, Opt(help="auto, cpu, cuda or cuda:N.")] = "auto",
     predictor_mode: Annotated[str, Opt(help="overlap or sync (see ltrsched serve).")
                               ] = "overlap",
+    replicas: Annotated[int, Opt(help="In-process: a fleet of this many vLLM engines behind "
+                                      "--router (each with the --num-gpu-blocks etc. above).")
+                        ] = 1,
+    router: Annotated[list[str] | None, Opt(
+        help="NAME[:key=value,...] placing each request on a replica (`ltrsched routers "
+        "list`); repeat it to replay each router in turn, into OUT/<router>.")] = None,
+    router_refresh_s: Annotated[float, Opt(help="The router sees replica loads refreshed "
+                                                "this often [0: exact].")] = 0.0,
     as_json: Annotated[bool, Opt("--json", help="Print the summaries as JSON.")] = False,
 ) -> None:
     """Replay a trace open-loop on vLLM under one or more policies; write the run(s)."""
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout: results
+    from dataclasses import replace
+
     from live.run import RunSpec, read_replay_trace
 
     if server is not None and predictor is not None:
         raise LiveError("--predictor is for the in-process engine; a server loads its own "
                         "(ltrsched serve --predictor, or LTRSCHED_PREDICTOR)")
+    routers = list(router or [])
+    fleet = replicas > 1 or bool(routers)
+    if replicas < 1:
+        raise LiveError(f"--replicas {replicas}: must be at least 1")
+    if replicas > 1 and not routers:
+        raise LiveError(f"--replicas {replicas} needs a --router (see `ltrsched routers list`)")
+    if fleet and server is not None:
+        raise LiveError("--replicas/--router: a fleet runs in-process engines, not --server")
+    if fleet:
+        from policies.routing import RouterError, make_router
+
+        for spec in routers:
+            try:
+                make_router(spec)
+            except RouterError as e:
+                raise LiveError(f"--router {spec}: {e}") from None
+        if len({slug(r) for r in routers}) < len(routers):
+            raise LiveError("--router: a router given twice")
     if repeats < 1:
         raise LiveError(f"--repeats {repeats}: must be at least 1")
     if why := out_dir_problem(out):
@@ -94,6 +122,10 @@ def replay(
     specs = [RunSpec(policy=p, out=o, trace=str(trace), seed=seed,
                      stall_timeout_s=stall_timeout, scored_in_server=predictor is not None)
              for p, o in plan]
+    spec_routers = [routers[0] if routers else None] * len(specs)
+    if len(routers) > 1:  # each router in turn, below each policy's directory
+        spec_routers = [r for _ in specs for r in routers]
+        specs = [replace(s, out=s.out / slug(r)) for s in specs for r in routers]
     if server is not None:
         summaries = asyncio.run(_replay_server(server, model, df, specs, step_log, vocab_size))
     else:
@@ -111,7 +143,14 @@ def replay(
             predictor=str(predictor) if predictor else None, predictor_device=predictor_device,
             predictor_mode=predictor_mode,
         )
-        summaries = asyncio.run(replay_on_new_engine(opts, df, specs, warmup))
+        if fleet:
+            from live.fleet import replay_on_new_fleet
+
+            summaries = asyncio.run(replay_on_new_fleet(
+                opts, replicas, df, list(zip(specs, spec_routers, strict=True)),
+                router_refresh_s, warmup))
+        else:
+            summaries = asyncio.run(replay_on_new_engine(opts, df, specs, warmup))
     if as_json:
         sys.stdout.write(json.dumps(summaries if len(summaries) > 1 else summaries[0],
                                     indent=2, default=str) + "\n")
@@ -229,7 +268,8 @@ def slug(spec: str) -> str:
 
 
 def one_line(s: dict) -> str:
-    return (f"{s['policy']}: {s['completed']}/{s['requests']} finished, "
+    router = f" [{s['router']}, {s['replicas']} replicas]" if s.get("router") else ""
+    return (f"{s['policy']}{router}: {s['completed']}/{s['requests']} finished, "
             f"{s['rejected']} rejected, {s.get('failed', 0)} failed; mean latency "
             f"{s['mean_latency_s']:.3f} s, p90 {s['p90_latency_s']:.3f} s, "
             f"{s['throughput_tok_s']:.0f} tok/s")

@@ -173,18 +173,22 @@ class LiveEngine:
         self.info = info
 
     @classmethod
-    def start(cls, options: EngineOptions) -> LiveEngine:
-        """Start vLLM (call inside a running event loop). Errors become LiveError."""
+    def start(cls, options: EngineOptions, stat_loggers: list[Any] | None = None,
+              kv_events_config: Any = None) -> LiveEngine:
+        """Start vLLM (call inside a running event loop). Errors become LiveError.
+        A fleet (live/fleet.py) passes stat loggers and a KV events config of its own."""
         quiet_vllm()
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout: --json
         version = installed_vllm_version()
         support = support_status(version)
         args = options.engine_args()
+        if kv_events_config is not None:
+            args["kv_events_config"] = kv_events_config
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
         try:
-            llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
+            llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**args), stat_loggers=stat_loggers)
         except Exception as e:  # noqa: BLE001 - vLLM's start-up errors are many types
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise LiveError(f"vLLM did not start: {first} (its log above says more)") from None

@@ -9,7 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,15 @@ from traces.schema import HASH_BLOCK_TOKENS_KEY, SCORE_PREFIX
 from traces.sessions import next_turns
 
 START_LEAD_S = 0.05  # trace time 0 this far in the future, so the first request is on time
+
+
+@runtime_checkable
+class FleetTables(Protocol):
+    """A backend over several engines (live/fleet.py): it adds the `replica` column,
+    merges its engines' step logs and adds the fleet's figures to the summary."""
+
+    def fleet_tables(self, req: pd.DataFrame, run_id: str
+                     ) -> tuple[pd.DataFrame, StepLog, dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,9 @@ async def run_trace(
     wall_s = time.monotonic() - wall0
     log = read_run_log(spec.step_log, run_id)
     req = requests_frame(records)
+    fleet: dict[str, Any] = {}
+    if isinstance(backend, FleetTables):
+        req, log, fleet = backend.fleet_tables(req, run_id)
     summary = summarize(req, log, reason)
     summary.update({
         "policy": policy.describe(),
@@ -112,6 +124,7 @@ async def run_trace(
         "started_at": started.isoformat(timespec="seconds"),
         "replay_wall_s": wall_s,
         **provenance,
+        **fleet,
     })
     if log.header.get("policy"):
         summary["plugin_policy"] = log.header["policy"]  # what the engine itself ran
