@@ -24,7 +24,7 @@ from policies.routing.cli import app
 from policies.routing.load import dp_load_score
 from policies.routing.weighted import TIE_TOLERANCE
 
-NAMES = {"round-robin", "least-loaded", "prefix", "weighted", "session", "length"}
+NAMES = {"round-robin", "least-loaded", "vllm-dp", "prefix", "weighted", "session", "length"}
 
 
 class FakeProbe:
@@ -103,6 +103,41 @@ def test_least_loaded_ties_go_to_the_lowest_index():
     # 1*4+0 = 4 = 0*4+4 on replicas 1 and 2; replica 0 is heavier
     replicas = loads((3, 0), (1, 0), (0, 4))
     assert make_router("least-loaded").route(req(), replicas, NO_CACHE, 0.0) == 1
+
+
+def test_vllm_dp_scores_worked_by_hand():
+    # vLLM 0.32: max(in flight, waiting + running) + waiting * 6 * max(0, kv - 0.5).
+    # replica 0: max(0, 2+1) + 2*6*0.25 = 6.0; replica 1: max(0, 0+5) = 5.0;
+    # replica 2: max(0, 1+3) + 1*6*0.0 = 4.0 (kv 40%: no penalty)
+    router = make_router("vllm-dp")
+    router.prepare([], 3)
+    replicas = loads((2, 1, 75), (0, 5, 90), (1, 3, 40))
+    assert [router.score(r) for r in replicas] == [6.0, 5.0, 4.0]
+    assert router.route(req(0), replicas, NO_CACHE, 0.0) == 2
+    # the request just sent counts as waiting on replica 2 until its load is refreshed:
+    # 2+3 = 5, which ties replica 1; the scan now starts at replica 1, so 1 wins
+    assert router.score(replicas[2]) == 5.0
+    assert router.route(req(1), replicas, NO_CACHE, 0.0) == 1
+    # a refreshed load (newer as_of_s) replaces the router's own count
+    fresh = [
+        ReplicaLoad(i, r.waiting, r.running, r.kv_blocks_used, 100, 1.0)
+        for i, r in enumerate(replicas)
+    ]
+    assert router.score(fresh[2]) == 4.0
+
+
+def test_vllm_dp_spreads_ties_round_robin_and_counts_in_flight():
+    router = make_router("vllm-dp")
+    router.prepare([], 3)
+    idle = loads((0, 0), (0, 0), (0, 0))
+    picks = [router.route(req(i), idle, NO_CACHE, 0.0) for i in range(6)]
+    assert picks == [0, 1, 2, 0, 1, 2]
+    # stats never refresh here, so the in-flight count (2 each) floors every score
+    stale = [ReplicaLoad(i, 0, 0, 0, 100, 5.0) for i in range(3)]
+    assert [router.score(r) for r in stale] == [2.0, 2.0, 2.0]
+    router.on_finish(1, 1, 1.0)
+    router.on_finish(4, 1, 1.0)
+    assert router.route(req(6), stale, NO_CACHE, 5.0) == 1
 
 
 # -- prefix ----------------------------------------------------------------------------
