@@ -116,6 +116,7 @@ def simulate(
             hash_block_tokens=meta.get(HASH_BLOCK_TOKENS_KEY),
         )
     res.summary["trace"] = str(trace)
+    _warn(res.summary)
     if out is not None:
         write_run(out, res.requests, res.steps, res.summary)
     if as_json:
@@ -130,7 +131,16 @@ def _pick(*values):
     return next(v for v in values if v is not None)
 
 
+def _warn(summary: dict) -> None:
+    """The run's warnings (rejected requests), one line each on stderr, in every mode."""
+    for w in summary.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
+
+
 def _print_summary(s: dict, console: Console) -> None:
+    from traces.results import completed_share
+
+    over = completed_share(s)
     t = Table(title=f"policy {s['policy']}  |  profile {s['profile_label']}", show_header=False)
     t.add_column(style="bold")
     t.add_column(justify="right")
@@ -139,7 +149,11 @@ def _print_summary(s: dict, console: Console) -> None:
             "requests (completed / rejected / unfinished)",
             f"{s['requests']} ({s['completed']} / {s['rejected']} / {s['unfinished']})",
         ),
-        ("mean latency", f"{s['mean_latency_s']:.3f} s"),
+        (
+            "mean latency",
+            f"{s['mean_latency_s']:.3f} s"
+            + (f" over {s['completed']:,} of {s['requests']:,}" if over else ""),
+        ),
         (
             "p50 / p90 / p99 latency",
             f"{s['p50_latency_s']:.3f} / {s['p90_latency_s']:.3f} / {s['p99_latency_s']:.3f} s",
@@ -166,4 +180,6 @@ def _print_summary(s: dict, console: Console) -> None:
     ]
     for k, v in rows:
         t.add_row(k, v)
+    if over:
+        t.caption = f"latency, TTFT and throughput {over}"
     console.print(t)

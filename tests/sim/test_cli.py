@@ -98,3 +98,28 @@ def test_step_by_step_flag_gives_the_same_summary(trace, capsys):
         s["engine"].pop("fast_forward")
         outs.append(s)
     assert outs[0] == outs[1]
+
+
+def test_a_run_that_rejects_requests_warns_and_says_what_its_figures_are_over(
+    trace, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    assert main(["simulate", "--trace", str(trace), "--num-gpu-blocks", "20", "--out",
+                 str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    rejected, done = summary["rejected"], summary["completed"]
+    assert 0 < rejected < 200 and done == 200 - rejected
+    captured = capsys.readouterr()
+    warning = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert warning == [f"warning: {rejected:,} of 200 requests rejected (prompt + output "
+                       "longer than max_model_len, or than the KV cache holds); latency and "
+                       f"throughput are over the {done:,} that completed"]
+    assert summary["warnings"] == [warning[0].removeprefix("warning: ")]
+    assert f"over {done:,} of 200 requests; {rejected:,} rejected" in " ".join(
+        captured.out.split())
+    # --json prints the same warning on stderr, and a clean run prints none
+    assert main(["simulate", "--trace", str(trace), "--num-gpu-blocks", "20", "--json"]) == 0
+    assert capsys.readouterr().err.count("warning:") == 1
+    assert main(["simulate", "--trace", str(trace), "--num-gpu-blocks", "3000", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err and json.loads(captured.out)["warnings"] == []
