@@ -38,7 +38,9 @@ def simulate(
         int | None, Opt(help="KV cache blocks; default from the profile.")
     ] = None,
     block_size: Annotated[int | None, Opt(help="Tokens per KV block [16].")] = None,
-    max_model_len: Annotated[int | None, Opt(help="Reject longer requests.")] = None,
+    max_model_len: Annotated[
+        int | None, Opt(help="Reject longer requests [the profile's, if it has one].")
+    ] = None,
     chunked_prefill: Annotated[bool, Opt(help="Chunked prefill, as vLLM V1.")] = True,
     prefix_caching: Annotated[
         bool | None,
@@ -87,7 +89,7 @@ def simulate(
         ),
         block_size=_pick(block_size, eng.get("block_size"), defaults.block_size),
         num_gpu_blocks=num_gpu_blocks,
-        max_model_len=max_model_len,
+        max_model_len=_pick(max_model_len, eng.get("max_model_len"), defaults.max_model_len),
         chunked_prefill=chunked_prefill,
         enable_prefix_caching=prefix_caching,
         engine_mode=engine_mode,
@@ -128,7 +130,7 @@ def simulate(
 
 
 def _pick(*values):
-    return next(v for v in values if v is not None)
+    return next((v for v in values if v is not None), None)
 
 
 def _warn(summary: dict) -> None:

@@ -53,6 +53,7 @@ def test_human_summary_names_the_profile_as_an_estimate(trace, capsys):
     (["--preemption", "swap"], "--preemption swap needs --engine-mode ltr-paper"),
     (["--max-num-seqs", "512", "--max-batched-tokens", "256"], "must be >= --max-num-seqs"),
     (["--num-gpu-blocks", "0"], "--num-gpu-blocks: must be >= 1"),
+    (["--max-model-len", "0"], "--max-model-len: must be >= 1"),
 ])
 def test_bad_options_are_one_line_errors(trace, capsys, args, needle):
     rc = main(["simulate", "--trace", str(trace), *args])
