@@ -167,7 +167,10 @@ def _print_summary(s: dict, console: Console) -> None:
             "max waiting time p99 / max",
             f"{s['max_waiting_time_p99_s']:.3f} / {s['max_waiting_time_max_s']:.3f} s",
         ),
-        ("throughput", f"{s['throughput_req_s']:.2f} req/s, {s['throughput_tok_s']:.0f} tok/s"),
+        (
+            "throughput (makespan incl. drain)",
+            f"{s['throughput_req_s']:.2f} req/s, {s['throughput_tok_s']:.0f} tok/s",
+        ),
         ("preemptions", str(s["preemptions"])),
         (
             "prefix cache",

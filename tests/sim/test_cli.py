@@ -124,3 +124,15 @@ def test_a_run_that_rejects_requests_warns_and_says_what_its_figures_are_over(
     assert main(["simulate", "--trace", str(trace), "--num-gpu-blocks", "3000", "--json"]) == 0
     captured = capsys.readouterr()
     assert "warning" not in captured.err and json.loads(captured.out)["warnings"] == []
+
+
+def test_a_policy_note_is_a_warning_line(trace, capsys):
+    # make_trace's outputs are under 800 tokens: all in the first 820-token class
+    assert main(["simulate", "--trace", str(trace), "--num-gpu-blocks", "3000", "--policy",
+                 "classify:buckets=10,width=820"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "warning: classify:buckets=10,width=820: 100% of the trace's requests fall in "
+        "bucket 0 (0-820 tokens), so it orders them almost as fcfs does"
+    ]
+    assert "throughput (makespan incl. drain)" in captured.out
