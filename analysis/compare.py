@@ -401,14 +401,16 @@ def format_table(c: Comparison) -> str:
 
 
 def compare(
-    runs: Annotated[
-        list[Path] | None,
+    run_a: Annotated[
+        Path | None,
         typer.Argument(
-            metavar="[RUN_A RUN_B]",
-            help="Two run directories (simulated or live) to show side by side, with "
-            "their ratio and differing settings; no verdict.",
+            help="A run directory (simulated or live), shown as A beside RUN_B: their "
+            "ratio and differing settings, no verdict.",
             show_default=False,
         ),
+    ] = None,
+    run_b: Annotated[
+        Path | None, typer.Argument(help="The run shown as B.", show_default=False)
     ] = None,
     sim: Annotated[Path | None, typer.Option("--sim", help="Simulated run directory.")] = None,
     live: Annotated[
@@ -439,12 +441,12 @@ def compare(
     """Compare two runs side by side (RUN_A RUN_B: exit status 0), or a simulated run
     with a live run of the same trace (--sim S --live L: errors and a verdict; exit
     status 0 on PASS, 1 on FAIL)."""
-    if runs:
+    if run_a is not None:
         if sim is not None or live:
             raise AnalysisError("compare: give RUN_A RUN_B, or --sim and --live, not both")
-        if len(runs) != 2:
-            raise AnalysisError(f"compare: give two run directories, not {len(runs)}")
-        _compare_two(runs[0], runs[1], html_out, as_json)
+        if run_b is None:
+            raise AnalysisError("compare: give two run directories, RUN_A and RUN_B")
+        _compare_two(run_a, run_b, html_out, as_json)
         return
     if sim is None or not live:
         raise AnalysisError("compare: give RUN_A RUN_B, or --sim S --live L")

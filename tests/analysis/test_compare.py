@@ -246,13 +246,13 @@ def test_ab_says_what_a_run_threw_away(tmp_path):
     assert rej["a"] == 0 and rej["b"] > 0
     text = format_ab(c)
     assert f"run B's latencies are over {120 - rej['b']} of 120 requests" in text
-    assert "max_model_len: A -, B 500" in text
+    assert "max_model_len: A 8192, B 500" in text  # the default profile's
 
 
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["ONE"], "give two run directories, not 1"),
+        (["ONE"], "give two run directories, RUN_A and RUN_B"),
         (["ONE", "TWO", "--sim", "S"], "not both"),
         ([], "give RUN_A RUN_B, or --sim S --live L"),
         (["--sim", "S"], "give RUN_A RUN_B, or --sim S --live L"),
