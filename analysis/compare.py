@@ -439,15 +439,26 @@ def format_table(c: Comparison) -> str:
 
 
 def compare(
-    sim: Annotated[Path, typer.Option("--sim", help="Simulated run directory.")],
+    run_a: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A run directory (simulated or live), shown as A beside RUN_B: their "
+            "ratio and differing settings, no verdict.",
+            show_default=False,
+        ),
+    ] = None,
+    run_b: Annotated[
+        Path | None, typer.Argument(help="The run shown as B.", show_default=False)
+    ] = None,
+    sim: Annotated[Path | None, typer.Option("--sim", help="Simulated run directory.")] = None,
     live: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Option(
             "--live",
             help="Live run directory; repeat it for replicates of the same trace and "
             "policy, which are averaged (their spread is reported).",
         ),
-    ],
+    ] = None,
     html_out: Annotated[
         Path | None,
         typer.Option("--html", help="Write the verdict, the table and per-request scatters here."),
@@ -465,8 +476,18 @@ def compare(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Compare a simulated run with a live run of the same trace: errors and a verdict.
-    Exit status 0 on PASS, 1 on FAIL."""
+    """Compare two runs side by side (RUN_A RUN_B: exit status 0), or a simulated run
+    with a live run of the same trace (--sim S --live L: errors and a verdict; exit
+    status 0 on PASS, 1 on FAIL)."""
+    if run_a is not None:
+        if sim is not None or live:
+            raise AnalysisError("compare: give RUN_A RUN_B, or --sim and --live, not both")
+        if run_b is None:
+            raise AnalysisError("compare: give two run directories, RUN_A and RUN_B")
+        _compare_two(run_a, run_b, html_out, as_json)
+        return
+    if sim is None or not live:
+        raise AnalysisError("compare: give RUN_A RUN_B, or --sim S --live L")
     c = compare_runs(sim, live, Tolerances(tol_mean, tol_p90), allow_different_trace)
     if html_out is not None:
         write_scatter_html(sim, live, html_out, c)
@@ -478,3 +499,17 @@ def compare(
             print(f"wrote {html_out}")
     if not c.passed:
         raise typer.Exit(1)
+
+
+def _compare_two(run_a: Path, run_b: Path, html_out: Path | None, as_json: bool) -> None:
+    from analysis.ab import compare_ab, format_ab, write_ab_html
+
+    c = compare_ab(run_a, run_b)
+    if html_out is not None:
+        write_ab_html(c, html_out)
+    if as_json:
+        sys.stdout.write(json.dumps(asdict(c), indent=2, default=str) + "\n")
+        return
+    print(format_ab(c))
+    if html_out is not None:
+        print(f"wrote {html_out}")

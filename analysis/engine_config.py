@@ -8,10 +8,7 @@ from dataclasses import fields
 from typing import Any
 
 from sim.config import EngineConfig
-from sim.profile import StepTimeProfile
-
-# Limits a profile may carry from the vLLM server it was measured on.
-PROFILE_LIMITS = ("max_num_seqs", "max_num_batched_tokens", "block_size")
+from sim.profile import PROFILE_LIMITS, StepTimeProfile
 
 
 def engine_config(given: Mapping[str, Any], profile: StepTimeProfile, seed: int) -> EngineConfig:

@@ -37,7 +37,14 @@ class Executor:
     def __enter__(self) -> Executor:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is KeyboardInterrupt:
+            self.abort()
+        else:
+            self.close()
+
+    def abort(self) -> None:
+        """Ctrl-C: stop at once, dropping the runs in flight (a rerun does them again)."""
         self.close()
 
     def share(self, obj: Any) -> Any:
@@ -128,6 +135,15 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        # Waiting would hang: the workers got the same SIGINT. End them and the forkserver.
+        workers = list((self.pool._processes or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for proc in workers:
+            proc.terminate()
+        for proc in workers:
+            proc.join(timeout=5)
 
 
 @register("ray")

@@ -79,6 +79,28 @@ class Scale:
     # Train our predictor on this many records per dataset and run the ranker itself
     # (0: approx-oracle only). Needs the predictor extra (torch, transformers).
     predictor_records: int = 0
+    quick: bool = False  # `paper --quick`: a check that everything runs, said in every output
+
+    def describe(self) -> str:
+        """What this run is, for the top of its outputs."""
+        rates = ", ".join(f"{r:g}" for r in self.rates)
+        what = (
+            f"rates {rates} req/s for {self.duration_s:g} s each, a burst of "
+            f"{self.burst_requests:,}, data generation of {self.datagen_requests:,} "
+            f"(stop at {self.datagen_stop_after:,}), models {', '.join(self.models)}"
+        )
+        what += "; " + ("cause sweeps" if self.causes else "no cause sweeps") + ", "
+        what += (
+            f"predictor trained on {self.predictor_records:,} records"
+            if self.predictor_records
+            else "no predictor training"
+        )
+        if self.quick:
+            return (
+                f"QUICK RUN (--quick): {what}. A check that everything runs, not the "
+                "paper's experiment: run without --quick for its numbers."
+            )
+        return f"full run: {what}"
 
 
 def full_scale() -> Scale:
@@ -109,6 +131,7 @@ def quick_scale() -> Scale:
         models=("llama-3-8b",),
         causes=False,
         predictor_records=0,
+        quick=True,
     )
 
 

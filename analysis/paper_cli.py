@@ -52,6 +52,9 @@ def paper(
     report, failed = run_paper(out, scale, executor, options, png, console)
     console.print(report.markdown_table, markup=False)
     console.print(f"wrote {report.markdown}, {report.html} and {report.csv}", markup=False)
+    if scale.quick:
+        console.print("(a quick run: a check that everything runs, not the paper's "
+                      "experiment)", markup=False)
     for p in report.pngs:
         console.print(f"wrote {p}", markup=False)
     return 1 if failed else 0
@@ -68,6 +71,7 @@ def run_paper(out: Path, scale, executor: str = "local", options: ExecutorOption
     from analysis.sweep import run_sweep
 
     console = console or Console(soft_wrap=True, quiet=True)
+    console.print(scale.describe(), markup=False)
     out.mkdir(parents=True, exist_ok=True)
     profiles, cause_profiles = write_profiles(out / "profiles", scale.models, scale.causes)
     for model, path in profiles.items():
@@ -85,7 +89,7 @@ def run_paper(out: Path, scale, executor: str = "local", options: ExecutorOption
                       f"before, {s.ok} ok, {s.failed} failed; {s.wall_s:.1f} s", markup=False)
         for run_id, policy, error in s.failures[:3]:
             console.print(f"  failed {run_id} ({policy}): {error}", markup=False)
-    return build_paper_report(out, exps, png), failed
+    return build_paper_report(out, exps, png, scale, scored), failed
 
 
 def write_profiles(

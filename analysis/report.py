@@ -28,6 +28,7 @@ p.warn { background: #fff4d6; padding: 0.5em; border-left: 4px solid #e0a800; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
 th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; } th { background: #f4f4f4; }
+tr.rejected td { background: #fff4d6; } div.wide { overflow-x: auto; max-width: 100%; }
 """
 
 

@@ -10,6 +10,8 @@ import pandas as pd
 from analysis.figures.common import aggregate, fmt, param_columns, pretty, varying
 
 METRICS = (
+    ("completed", "completed"),
+    ("rejected", "rejected"),
     ("mean_latency_s", "mean latency (s)"),
     ("p90_latency_s", "p90 latency (s)"),
     ("mean_norm_latency_s_per_token", "latency / token (s)"),
@@ -27,6 +29,7 @@ def summary_table(runs: pd.DataFrame) -> str:
     ok = runs[runs["status"] == "ok"]
     if ok.empty:
         return "<p>No run finished ok.</p>"
+    ok = ok.assign(**{m: ok[m] if m in ok else float("nan") for m, _ in METRICS})
     keys = varying(ok, param_columns(ok)) or ["policy"]
     context = [k for k in keys if k != "policy"]
     agg = aggregate(ok, keys, [m for m, _ in METRICS])
@@ -41,9 +44,19 @@ def summary_table(runs: pd.DataFrame) -> str:
         cells = "".join(f"<td>{html.escape(fmt(r[k]))}</td>" for k in keys)
         cells += f"<td>{int(r['seeds'])}</td>"
         cells += "".join(f'<td class="num">{_num(r[m])}</td>' for m, _ in METRICS)
-        body.append(f"<tr>{cells}</tr>")
+        # A setting that drops work must not pass for a fast one: mark it.
+        tr = '<tr class="rejected">' if r["rejected"] > 0 else "<tr>"
+        body.append(f"{tr}{cells}</tr>")
     note = f"<p>First {MAX_ROWS} of {len(agg)} settings.</p>" if len(agg) > MAX_ROWS else ""
-    return f'<table class="summary"><tr>{head}</tr>{"".join(body)}</table>{note}'
+    dropped = int((agg["rejected"] > 0).sum())
+    warn = (
+        f'<p class="warn">{dropped} setting{"s" if dropped != 1 else ""} (highlighted) '
+        "rejected requests: their latencies and throughput are over the requests they "
+        "completed, not the whole trace.</p>"
+        if dropped
+        else ""
+    )
+    return f'{warn}<table class="summary"><tr>{head}</tr>{"".join(body)}</table>{note}'
 
 
 def merge_identical_rows(agg: pd.DataFrame, context: list[str]) -> pd.DataFrame:

@@ -134,6 +134,11 @@ class Policy:
         runs at least one step, so a horizon of 0 means "ask again after one step"."""
         return (INF, INF)
 
+    def notes(self) -> list[str]:
+        """What a user should know about how this policy met the trace it was prepared
+        on (one line each; engines print them as warnings). Default: nothing."""
+        return []
+
     def forget(self, request_id: int) -> None:  # noqa: B027
         """The request has left the engine (finished or aborted): drop any state kept
         for it, so that a long-running server does not grow (optional)."""

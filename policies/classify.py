@@ -13,6 +13,8 @@ from policies.base import Policy, PolicyError, RequestView, true_length
 from policies.registry import param, register
 
 TRUE_LENGTH = "output_tokens"
+# At or above this share of requests in one bucket, a run says the classes barely order.
+ONE_BUCKET_SHARE = 0.9
 
 
 @register("classify")
@@ -43,6 +45,7 @@ class Classify(Policy):
         if self.buckets is not None and self.buckets < 1:
             raise PolicyError(f"classify: buckets must be >= 1, got {self.buckets}")
         self._edges: list[float] | None = None
+        self._notes: list[str] = []
 
     @property
     def requires(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -64,6 +67,34 @@ class Classify(Policy):
                 raise PolicyError("classify: percentile=true needs a non-empty trace")
             qs = [100.0 * k / self.buckets for k in range(1, self.buckets)]
             self._edges = [float(e) for e in np.percentile(lengths, qs)]
+        self._notes = self._one_bucket_note(requests)
+
+    def _one_bucket_note(self, requests: Sequence[RequestView]) -> list[str]:
+        """Buckets wider than most answers (the paper's 10 x 820 tokens on chat traces)
+        put nearly every request in one class: the order is then almost FCFS's."""
+        if not requests:
+            return []
+        counts = np.bincount([self.bucket(r) for r in requests])
+        top = int(counts.argmax())
+        share = counts[top] / len(requests)
+        if share < ONE_BUCKET_SHARE:
+            return []
+        buckets = f"buckets={self.buckets}," if self.buckets is not None else ""
+        if self.percentile:
+            spec, where = f"classify:{buckets}percentile=true", f"bucket {top}"
+        else:
+            spec = f"classify:{buckets}width={self.width:g}"
+            lo = top * self.width
+            last = self.buckets is not None and top == self.buckets - 1
+            span = f"{lo:g}+" if last else f"{lo:g}-{lo + self.width:g}"
+            where = f"bucket {top} ({span} tokens)"
+        return [
+            f"{spec}: {share:.0%} of the trace's requests fall in {where}, so it orders "
+            "them almost as fcfs does"
+        ]
+
+    def notes(self) -> list[str]:
+        return list(self._notes)
 
     def bucket(self, r: RequestView) -> int:
         length = self.length(r)

@@ -42,7 +42,12 @@ class LearnedRank(Policy):
                     f"score columns: {', '.join(names) or 'none'}"
                 )
             if math.isnan(r.features[self._col]):
-                raise PolicyError(f"ltr: score column {self._col!r} is NaN for {r.request_id}")
+                # Views number requests by row in arrival order (policies.views), not
+                # by the trace's request_id: say which, so "5" is not read as an id.
+                raise PolicyError(
+                    f"ltr: score column {self._col!r} is NaN in row {r.request_id} of the "
+                    "trace (rows in arrival order, from 0)"
+                )
 
     def key(self, r: RequestView, now_s: float) -> float:
         if self._col is None:  # not prepared: resolve from the first request seen

@@ -28,6 +28,7 @@ import pandas as pd
 from policies.base import PolicyError
 from policies.dist_math import lognormal_on_bins
 from policies.lengthdist import dist_columns
+from traces.errors import shown
 from traces.schema import SCORE_PREFIX
 
 DEFAULT_SIGMA = 0.5
@@ -90,7 +91,7 @@ def _column(df: pd.DataFrame, col: str, positive: bool) -> np.ndarray:
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         need = "a number > 0" if positive else "a finite number"
-        raise PolicyError(f"column {col}: row {row} must be {need}, got {df[col].iloc[row]!r}")
+        raise PolicyError(f"column {col}: row {row} must be {need}, got {shown(df[col].iloc[row])}")
     return values
 
 

@@ -71,14 +71,21 @@ def save_predictor(out_dir: Path, predictor: Predictor) -> None:
     tmp.replace(out_dir / WEIGHTS)
 
 
-def load_predictor(model_dir: str | Path, device: str = "cpu") -> Predictor:
-    """Load a model directory written by save_predictor; PredictorError if it is not one."""
+def check_model_dir(model_dir: str | Path) -> None:
+    """PredictorError unless model_dir holds what save_predictor writes; no torch needed,
+    so commands can refuse a wrong path before spending seconds importing it."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise PredictorError(f"{model_dir}: no such model directory")
     for name in (PREDICTOR_JSON, WEIGHTS, "config.json"):
         if not (model_dir / name).is_file():
             raise PredictorError(f"{model_dir}: not a predictor model directory (no {name})")
+
+
+def load_predictor(model_dir: str | Path, device: str = "cpu") -> Predictor:
+    """Load a model directory written by save_predictor; PredictorError if it is not one."""
+    model_dir = Path(model_dir)
+    check_model_dir(model_dir)
     try:
         info = json.loads((model_dir / PREDICTOR_JSON).read_text())
         spec = LossSpec.from_json(info["loss"])

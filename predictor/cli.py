@@ -245,6 +245,13 @@ def score_cmd(
 ) -> None:
     """Add a score_<name> column (higher = predicted shorter) to a trace, and for a
     distributional model its bin probabilities, dist_<name>_00 ... (rows sum to 1)."""
+    from predictor.checkpoint import check_model_dir
+    from predictor.data import read_prompts, score_name
+
+    # Wrong paths and traces fail here, in well under a second, not after torch loads.
+    score_name(model, name)
+    check_model_dir(model)
+    read_prompts(trace)
     from predictor.scoring import score_trace
 
     progress, task = _progress("scoring", _rows(trace))

@@ -31,6 +31,14 @@ def read_prompts(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return df, meta
 
 
+def score_name(model_dir: str | Path, name: str | None) -> str:
+    """The suffix of a score_<name> column: given, or the model directory's name."""
+    name = name or Path(model_dir).resolve().name
+    if not name.replace("-", "_").replace(".", "_").isidentifier():
+        raise PredictorError(f"score name {name!r}: use letters, digits, '-', '_', '.'")
+    return name
+
+
 def provenance(path: str | Path, df: pd.DataFrame, meta: dict[str, Any]) -> dict[str, Any]:
     """Where training data came from, to save beside a model (file name, not its path)."""
     keep = ("source", "tokenizer", "offset", "limit", "rows_read", "truncated", "created_at")

@@ -13,7 +13,7 @@ import torch
 
 from policies.lengthdist import dist_columns
 from predictor.checkpoint import Predictor, load_predictor
-from predictor.data import read_prompts
+from predictor.data import read_prompts, score_name
 from predictor.errors import PredictorError
 from predictor.model import collate
 from predictor.tokenizer import encode, format_prompt
@@ -129,9 +129,7 @@ def score_trace(
     """Add (or replace) the column score_<name> in trace, and for a distributional model
     dist_<name>_00 ... (bin probabilities, float64, rows summing to 1), written to out;
     return the score column's name. name defaults to the model directory's name."""
-    name = name or Path(model_dir).resolve().name
-    if not name.replace("-", "_").replace(".", "_").isidentifier():
-        raise PredictorError(f"score name {name!r}: use letters, digits, '-', '_', '.'")
+    name = score_name(model_dir, name)
     predictor = load_predictor(model_dir, device)
     df, meta = read_prompts(trace)
     column = score_column(name)

@@ -35,7 +35,9 @@ def simulate(
         int | None, Opt(help="KV cache blocks; default from the profile.")
     ] = None,
     block_size: Annotated[int | None, Opt(help="Tokens per KV block [16].")] = None,
-    max_model_len: Annotated[int | None, Opt(help="Reject longer requests.")] = None,
+    max_model_len: Annotated[
+        int | None, Opt(help="Reject longer requests [the profile's, if it has one].")
+    ] = None,
     chunked_prefill: Annotated[bool, Opt(help="Chunked prefill, as vLLM V1.")] = True,
     prefix_caching: Annotated[
         bool | None,
@@ -87,7 +89,7 @@ def simulate(
         ),
         block_size=_pick(block_size, eng.get("block_size"), defaults.block_size),
         num_gpu_blocks=num_gpu_blocks,
-        max_model_len=max_model_len,
+        max_model_len=_pick(max_model_len, eng.get("max_model_len"), defaults.max_model_len),
         chunked_prefill=chunked_prefill,
         enable_prefix_caching=prefix_caching,
         engine_mode=engine_mode,
@@ -116,6 +118,7 @@ def simulate(
             hash_block_tokens=meta.get(HASH_BLOCK_TOKENS_KEY),
         )
     res.summary["trace"] = str(trace)
+    _warn(res.summary)
     if out is not None:
         write_run(out, res.requests, res.steps, res.summary)
     if as_json:
@@ -127,12 +130,21 @@ def simulate(
 
 
 def _pick(*values):
-    return next(v for v in values if v is not None)
+    return next((v for v in values if v is not None), None)
+
+
+def _warn(summary: dict) -> None:
+    """The run's warnings (rejected requests), one line each on stderr, in every mode."""
+    for w in summary.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
 
 
 def _print_summary(s: dict, console) -> None:
     from rich.table import Table
 
+    from traces.results import completed_share
+
+    over = completed_share(s)
     t = Table(title=f"policy {s['policy']}  |  profile {s['profile_label']}", show_header=False)
     t.add_column(style="bold")
     t.add_column(justify="right")
@@ -141,7 +153,11 @@ def _print_summary(s: dict, console) -> None:
             "requests (completed / rejected / unfinished)",
             f"{s['requests']} ({s['completed']} / {s['rejected']} / {s['unfinished']})",
         ),
-        ("mean latency", f"{s['mean_latency_s']:.3f} s"),
+        (
+            "mean latency",
+            f"{s['mean_latency_s']:.3f} s"
+            + (f" over {s['completed']:,} of {s['requests']:,}" if over else ""),
+        ),
         (
             "p50 / p90 / p99 latency",
             f"{s['p50_latency_s']:.3f} / {s['p90_latency_s']:.3f} / {s['p99_latency_s']:.3f} s",
@@ -153,7 +169,10 @@ def _print_summary(s: dict, console) -> None:
             "max waiting time p99 / max",
             f"{s['max_waiting_time_p99_s']:.3f} / {s['max_waiting_time_max_s']:.3f} s",
         ),
-        ("throughput", f"{s['throughput_req_s']:.2f} req/s, {s['throughput_tok_s']:.0f} tok/s"),
+        (
+            "throughput (makespan incl. drain)",
+            f"{s['throughput_req_s']:.2f} req/s, {s['throughput_tok_s']:.0f} tok/s",
+        ),
         ("preemptions", str(s["preemptions"])),
         (
             "prefix cache",
@@ -168,4 +187,6 @@ def _print_summary(s: dict, console) -> None:
     ]
     for k, v in rows:
         t.add_row(k, v)
+    if over:
+        t.caption = f"latency, TTFT and throughput {over}"
     console.print(t)

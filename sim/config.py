@@ -51,6 +51,8 @@ class EngineConfig:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size"):
             if getattr(self, name) < 1:
                 raise SimError(f"--{name.replace('_', '-')}: must be >= 1")
+        if self.max_model_len is not None and self.max_model_len < 1:
+            raise SimError("--max-model-len: must be >= 1")
         if self.num_gpu_blocks is not None and self.num_gpu_blocks < 1:
             raise SimError("--num-gpu-blocks: must be >= 1")
         if self.max_num_batched_tokens < self.max_num_seqs:

@@ -53,7 +53,7 @@ COEFFICIENTS = (
 OPTIONAL_COEFFICIENTS = ("prefill_ctx_token_s", "swap_block_s")  # 0 when absent
 DEFAULT_PROFILE = "llama3-8b_h100_first-principles"
 # Engine limits a profile may carry from the server it describes (the `engine` section).
-PROFILE_LIMITS = ("max_num_seqs", "max_num_batched_tokens", "block_size")
+PROFILE_LIMITS = ("max_num_seqs", "max_num_batched_tokens", "block_size", "max_model_len")
 
 
 @dataclass(frozen=True)

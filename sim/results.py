@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from sim.request import FINISHED, REJECTED
-from traces.results import add_derived_columns, summarize_run
+from traces.results import add_derived_columns, rejection_warning, summarize_run
 
 
 def requests_frame(engine, request_ids: np.ndarray) -> pd.DataFrame:
@@ -57,4 +57,5 @@ def summarize(engine, req: pd.DataFrame, extra: dict[str, Any]) -> dict[str, Any
     s["prefix_hit_rate"] = s["prefix_cached_tokens"] / prompt if prompt else 0.0
     s["prefix_blocks_evicted"] = int(engine.kv.evicted)
     s.update(extra)
+    s["warnings"] = [w for w in (rejection_warning(s),) if w]
     return s

@@ -154,6 +154,8 @@ def build_roofline(
     factors = factors or load_factors()
     if not 0 < gpu_memory_utilization <= 1:
         raise SimError(f"--gpu-memory-utilization: must be in (0, 1], got {gpu_memory_utilization}")
+    if max_model_len is not None and max_model_len < 1:
+        raise SimError(f"--max-model-len: must be >= 1, got {max_model_len}")
     if block_size < 1 or max_num_seqs < 1 or max_num_batched_tokens < 1:
         raise SimError("--block-size, --max-num-seqs, --max-num-batched-tokens: must be >= 1")
     if dtype is not None and dtype not in DTYPES:

@@ -109,4 +109,5 @@ def simulate(
             FINGERPRINT_KEY: trace_fingerprint(trace),
         },
     )
+    summary["warnings"] = [*summary.get("warnings", []), *pol.notes()]
     return SimResult(req, steps, summary, engine)

@@ -40,3 +40,7 @@ def test_the_comparison_shows_every_policy_spec_whole_at_80_columns():
     for spec in specs:  # each spec, wrapped between its parameters, reads back whole
         assert spec in shown.replace(",,", ","), (spec, cells)
     assert "12345" in text  # the last column is not cut
+    head = next(line for line in text.splitlines() if line.strip().startswith("policy"))
+    assert "TTFT s" in head and "wait s" in head and "req/s*" in head  # units
+    assert "*req/s: completed requests over the makespan" in " ".join(text.split())
+    assert "(drain included)" in " ".join(text.split())

@@ -182,9 +182,25 @@ def build(
     s = summarize(result.df, result.meta)
     rate_text = f", {s.mean_rate_per_s:.2f} req/s" if s.mean_rate_per_s else ""
     typer.echo(
-        f"wrote {output}: {s.count:,} requests over {s.span_s:.1f} s{rate_text}, "
-        f"tokenizer {s.tokenizer}"
+        f"wrote {output}: {plural(s.count, 'request')} over {s.span_s:.1f} s{rate_text}, "
+        f"tokenizer {s.tokenizer}{dropped_text(s)}"
     )
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 request', '2,000 requests'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def dropped_text(s) -> str:
+    """'; 2 of 3 records dropped (malformed 2)' when the build dropped any, else ''."""
+    dropped = sum(s.rows_dropped.values())
+    if not dropped:
+        return ""
+    reasons = ", ".join(f"{k} {v:,}" for k, v in s.rows_dropped.items())
+    of = f" of {s.rows_read:,}" if s.rows_read else ""
+    noun = "record" if dropped == 1 and not of else "records"
+    return f"; {dropped:,}{of} {noun} dropped ({reasons})"
 
 
 @app.command()

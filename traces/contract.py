@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from traces.errors import TraceError
+from traces.errors import TraceError, shown
 from traces.prefix import num_blocks
 from traces.schema import HASH_BLOCK_TOKENS_KEY, SESSION_COLUMNS
 
@@ -59,7 +59,7 @@ def check_sessions(df: pd.DataFrame, block: int | None, where: str) -> None:
     turn = _integers(df, "turn", where)
     think = pd.to_numeric(df["think_s"], errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(think) | (think < 0)
-    _fail_first(df, bad, where, lambda r: f"think_s must be a number >= 0, got {think[r]!r}")
+    _fail_first(df, bad, where, lambda r: f"think_s must be a number >= 0, got {shown(think[r])}")
     prev, position = previous_turn_rows(session)
     _fail_first(
         df,

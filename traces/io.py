@@ -8,12 +8,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from traces.contract import check_optional_columns
-from traces.errors import TraceError
+from traces.errors import TraceError, shown
 from traces.schema import HASH_BLOCK_TOKENS_KEY, METADATA_KEY, REQUIRED_COLUMNS, SCHEMA_VERSION
 
 _HASH_IDS_TYPE = pa.list_(pa.int64())
@@ -52,8 +53,9 @@ def validate_trace(
             row = int(bad.to_numpy().nonzero()[0][0])
             raise TraceError(
                 f"{where}: row {row}: {col} must be a number >= "
-                f"{0 if col == 'arrival_s' else 1}, got {df[col].iloc[row]!r}"
+                f"{0 if col == 'arrival_s' else 1}, got {shown(df[col].iloc[row])}"
             )
+    check_request_ids(df["request_id"], where)
     if df["request_id"].duplicated().any():
         row = int(df["request_id"].duplicated().to_numpy().nonzero()[0][0])
         raise TraceError(f"{where}: row {row}: duplicate request_id {df['request_id'].iloc[row]}")
@@ -61,6 +63,24 @@ def validate_trace(
     if len(arr) > 1 and (arr[1:] < arr[:-1]).any():
         raise TraceError(f"{where}: arrival_s is not sorted")
     check_optional_columns(df, meta or {}, where)
+
+
+def check_request_ids(ids: pd.Series, where: str) -> None:
+    """request_id is int64 in the schema: engines, fingerprints and joins of run tables
+    key on it; whole floats pass, text and fractions name the first bad row."""
+    if pd.api.types.is_integer_dtype(ids) and not pd.api.types.is_bool_dtype(ids):
+        return
+    if pd.api.types.is_float_dtype(ids):
+        values = ids.to_numpy(np.float64)
+        bad = ~np.isfinite(values) | (values != np.round(values))
+    else:
+        bad = np.ones(len(ids), dtype=bool)
+    if bad.any():
+        row = int(bad.nonzero()[0][0])
+        raise TraceError(
+            f"{where}: row {row}: column request_id must hold integers (int64), "
+            f"got {shown(ids.iloc[row])}"
+        )
 
 
 def write_trace(df: pd.DataFrame, path: str | os.PathLike, meta: dict[str, Any]) -> None:
@@ -81,6 +101,8 @@ def read_trace(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         raise TraceError(f"{path}: no such file")
+    if path.is_dir():  # pyarrow would read it as a dataset and name a file inside
+        raise TraceError(f"{path}: is a directory, not a trace file")
     if path.stat().st_size == 0:
         raise TraceError(f"{path}: file is empty")
     try:
@@ -88,6 +110,8 @@ def read_trace(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
             table = f.read()
     except (pa.ArrowInvalid, OSError) as e:
         raise TraceError(f"{path}: not a Parquet trace ({str(e).splitlines()[0]})") from None
+    if table.num_rows == 0:  # before any column check: an empty column has no type
+        raise TraceError(f"{path}: trace has no rows")
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     meta = json.loads(raw) if raw else {}
     if "hash_ids" in table.column_names:

@@ -121,3 +121,28 @@ def _jsonable(x):
     if isinstance(x, np.floating):
         return float(x)
     return str(x)
+
+
+def completed_share(summary: dict) -> str:
+    """What a run's latency figures are over, when it is not every request: "over 27 of
+    2,000 requests; 1,973 rejected" ("" when all completed)."""
+    n, done = summary.get("requests") or 0, summary.get("completed") or 0
+    if done == n:
+        return ""
+    dropped = [
+        f"{summary[k]:,} {k}" for k in ("rejected", "unfinished", "failed") if summary.get(k)
+    ]
+    return f"over {done:,} of {n:,} requests" + (f"; {', '.join(dropped)}" if dropped else "")
+
+
+def rejection_warning(summary: dict) -> str | None:
+    """One line when a run rejected requests (they never fit the engine), so figures over
+    the survivors are not read as the whole trace's; None otherwise."""
+    rejected, n = summary.get("rejected") or 0, summary.get("requests") or 0
+    if not rejected:
+        return None
+    return (
+        f"{rejected:,} of {n:,} requests rejected (prompt + output longer than "
+        "max_model_len, or than the KV cache holds); latency and throughput are over the "
+        f"{summary.get('completed') or 0:,} that completed"
+    )

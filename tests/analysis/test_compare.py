@@ -175,3 +175,90 @@ def test_the_table_fits_80_columns_with_replicates(tmp_path):
     table = text.splitlines()[: 1 + len(METRICS)]  # the header and one row per metric
     assert max(len(line) for line in table) <= 80, table
     assert "live (mean of 3)" in table[0] and "live max" in table[0]
+
+
+# A/B: `ltrsched compare RUN_A RUN_B`, any two runs, no verdict.
+
+
+def _sim_run(tmp_path, name, *args):
+    from tests.sim.conftest import make_trace
+    from traces.io import write_trace
+
+    trace = tmp_path / "ab_trace.parquet"
+    if not trace.exists():
+        write_trace(make_trace(120, 20.0, seed=3), trace, {"source": "test"})
+    out = tmp_path / name
+    assert ltrsched_main(["simulate", "--trace", str(trace), "--out", str(out), *args]) == 0
+    return out
+
+
+def test_ab_of_two_simulated_runs_shows_ratios_and_differing_settings(tmp_path, capsys):
+    from analysis.ab import compare_ab
+
+    a = _sim_run(tmp_path, "a", "--num-gpu-blocks", "4000")
+    b = _sim_run(tmp_path, "b", "--policy", "sjf-oracle", "--num-gpu-blocks", "2000")
+    capsys.readouterr()
+    c = compare_ab(a, b)
+    by = {r["metric"]: r for r in c.metrics}
+    sa = json.loads((a / "summary.json").read_text())
+    sb = json.loads((b / "summary.json").read_text())
+    assert by["mean_latency_s"]["ratio"] == pytest.approx(
+        sb["mean_latency_s"] / sa["mean_latency_s"]
+    )
+    assert by["completed"]["a"] == by["completed"]["b"] == 120
+    differ = {d["setting"]: (d["a"], d["b"]) for d in c.differing}
+    assert differ == {"policy": ("fcfs", "sjf-oracle"), "num_gpu_blocks": (4000, 2000)}
+    assert not c.notes
+    rc = ltrsched_main(["compare", str(a), str(b)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "B/A" in out and "PASS" not in out and "FAIL" not in out
+    assert "policy: A fcfs, B sjf-oracle" in out and "num_gpu_blocks: A 4000, B 2000" in out
+    lines = out.splitlines()
+    assert max(len(line) for line in lines[2:]) <= 80
+
+
+def test_ab_of_a_simulated_and_a_live_run(tmp_path, capsys):
+    sim = _sim_run(tmp_path, "sim", "--num-gpu-blocks", "4000")
+    live = make_run(tmp_path / "live", n=120)
+    s = json.loads((live / "summary.json").read_text())
+    s.update(engine="vllm", model="tiny-llama", num_gpu_blocks=4000, max_num_seqs=256)
+    (live / "summary.json").write_text(json.dumps(s))
+    capsys.readouterr()
+    html = tmp_path / "ab.html"
+    rc = ltrsched_main(["compare", str(sim), str(live), "--json", "--html", str(html)])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and "passed" not in out
+    differ = {d["setting"]: (d["a"], d["b"]) for d in out["differing"]}
+    assert differ["engine"] == ("simulator", "live vLLM") and "num_gpu_blocks" not in differ
+    assert differ["model"] == (None, "tiny-llama")
+    assert any("different traces" in n for n in out["notes"])  # make_run's own trace
+    page = html.read_text()
+    assert "<table>" in page and "live vLLM" in page and "B/A" in page
+
+
+def test_ab_says_what_a_run_threw_away(tmp_path):
+    from analysis.ab import compare_ab, format_ab
+
+    a = _sim_run(tmp_path, "a", "--num-gpu-blocks", "4000")
+    b = _sim_run(tmp_path, "b", "--num-gpu-blocks", "4000", "--max-model-len", "500")
+    c = compare_ab(a, b)
+    rej = {r["metric"]: r for r in c.metrics}["rejected"]
+    assert rej["a"] == 0 and rej["b"] > 0
+    text = format_ab(c)
+    assert f"run B's latencies are over {120 - rej['b']} of 120 requests" in text
+    assert "max_model_len: A 8192, B 500" in text  # the default profile's
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["ONE"], "give two run directories, RUN_A and RUN_B"),
+        (["ONE", "TWO", "--sim", "S"], "not both"),
+        ([], "give RUN_A RUN_B, or --sim S --live L"),
+        (["--sim", "S"], "give RUN_A RUN_B, or --sim S --live L"),
+    ],
+)
+def test_compare_usage_errors_are_one_line(tmp_path, capsys, args, needle):
+    rc = ltrsched_main(["compare", *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and needle in err

@@ -144,6 +144,62 @@ def test_the_report_sets_each_claim_beside_ours(tiny):
     assert (pred["ours"] < 0.02).all() and not pred["over_25pct"].any()
 
 
+def test_a_quick_run_says_so_and_tau_rows_say_measured_or_not(tiny):
+    out, scale, report, _ = tiny
+    assert scale.quick  # the fixture scales quick_scale() down
+    text, page = report.markdown.read_text(), report.html.read_text()
+    assert text.startswith("# The paper's experiments in the simulator (quick run)")
+    assert "QUICK RUN (--quick)" in text and "QUICK RUN (--quick)" in page
+    claims = pd.read_csv(report.csv)
+    tau = claims[claims["claim"].str.startswith("Kendall's tau")]
+    assert len(tau) == 2
+    try:
+        import torch  # noqa: F401
+
+        trained = True
+    except ImportError:
+        trained = False
+    label = "[measured in this run]" if trained else "[README's figure, not measured"
+    assert tau["claim"].str.contains(label, regex=False).all(), tau["claim"].tolist()
+    if trained:  # the tau the predictor reached on its scored trace, not the README's 0.402
+        df = pd.read_parquet(out / "predictor" / "sharegpt-test-scored.parquet")
+        from predictor.metrics import ranking_metrics
+
+        col = next(c for c in df.columns if c.startswith("score_"))
+        got = ranking_metrics(df[col].to_numpy(), df["output_tokens"].to_numpy())
+        share = tau[tau["claim"].str.contains("ShareGPT")].iloc[0]
+        assert share["ours"] == pytest.approx(round(got["kendall_tau"], 3))
+    # The per-experiment tables are HTML tables, not markdown in a <pre> box.
+    assert "<pre>" not in page.split("<h2>Tables</h2>")[1].split("<details>")[0]
+    assert "|---|" not in page
+    tables = page.split("<h2>Tables</h2>")[1]
+    assert tables.count("<table>") == text.count("\n|---") - 1  # all but the claims table
+    assert '<h3>fig3-llama-3-8b-sharegpt</h3>' in tables
+
+
+def test_markdown_tables_become_html_tables():
+    from analysis.paper_report import markdown_html
+
+    got = markdown_html("## burst\n\nsome words\n\n| policy | a | b |\n|---|---:|---:|\n"
+                        "| fcfs | 1.5 | 2 |\n| ltr <x> | 0.5 | 1 |\n")
+    assert got == (
+        "<h3>burst</h3>\n<p class=\"caption\">some words</p>\n"
+        '<div class="wide"><table><tr><th>policy</th><th>a</th><th>b</th></tr>'
+        '<tr><td>fcfs</td><td class="num">1.5</td><td class="num">2</td></tr>'
+        '<tr><td>ltr &lt;x&gt;</td><td class="num">0.5</td><td class="num">1</td></tr>'
+        "</table></div>"
+    )
+
+
+def test_quick_scale_describes_itself_as_a_check():
+    quick = quick_scale().describe()
+    assert quick.startswith("QUICK RUN (--quick): rates 8, 64 req/s")
+    assert "no cause sweeps, no predictor training. A check" in quick
+    from analysis.paper import full_scale
+
+    assert full_scale().describe().startswith("full run: rates")
+
+
 def test_our_trained_ranker_runs_beside_its_stand_in_at_the_tau_it_reached(tiny):
     pytest.importorskip("torch")
     out, scale, report, _ = tiny

@@ -266,3 +266,28 @@ def test_the_report_gives_each_predictor_its_tau(tmp_path):
     # the longest prompts here ask for the shortest outputs: the heuristic gets all wrong
     assert rows == [("score_perfect", "1.000", "-1.000"), ("score_reversed", "-1.000", "-1.000")]
     assert predictor_table(runs.assign(trace_path=None)) == ""
+
+
+def test_summary_table_counts_and_marks_settings_that_rejected_requests():
+    import pandas as pd
+
+    from analysis.summary_table import summary_table
+
+    # A small KV cache "wins" on latency by dropping most of the work: it must show.
+    rows = [
+        {"status": "ok", "policy": "fcfs", "num_gpu_blocks": blocks, "seed": 0,
+         "completed": done, "rejected": 2000 - done, "mean_latency_s": lat,
+         "p90_latency_s": lat, "mean_norm_latency_s_per_token": lat / 10,
+         "mean_ttft_s": 0.1, "max_waiting_time_p99_s": lat, "throughput_req_s": 9.0,
+         "preemptions": 0}
+        for blocks, done, lat in ((1, 27, 0.071), (30000, 2000, 4.6))
+    ]
+    page = summary_table(pd.DataFrame(rows))
+    assert "<th>completed</th><th>rejected</th>" in page
+    assert re.search(r'<tr class="rejected"><td>1</td><td>1</td><td class="num">27</td>'
+                     r'<td class="num">1973</td>', page)
+    assert re.search(r"<tr><td>30000</td><td>1</td><td class=\"num\">2000</td>"
+                     r'<td class="num">0</td>', page)
+    assert '<p class="warn">1 setting (highlighted) rejected requests' in page
+    clean = summary_table(pd.DataFrame(rows[1:]))
+    assert "rejected requests" not in clean and 'class="rejected"' not in clean

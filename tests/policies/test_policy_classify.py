@@ -59,3 +59,25 @@ def test_predicted_length_column():
 def test_missing_predicted_column():
     with pytest.raises(PolicyError, match="'pred_tokens_m' missing for 0"):
         make_policy("classify:col=pred_tokens_m").prepare([view(0)])
+
+
+def test_buckets_wider_than_nearly_every_answer_say_so():
+    # 19 chat-length answers and one long one: 95% fall in the first 820-token class.
+    views = [view(i, float(i), output=50 + 30 * i) for i in range(19)]
+    views.append(view(19, 19.0, output=3000))
+    p = make_policy("classify:buckets=10,width=820")
+    assert p.notes() == []  # nothing known before prepare
+    p.prepare(views)
+    assert p.notes() == [
+        "classify:buckets=10,width=820: 95% of the trace's requests fall in bucket 0 "
+        "(0-820 tokens), so it orders them almost as fcfs does"
+    ]
+    spread = make_policy("classify")  # 100-token buckets: answers spread over 6 classes
+    spread.prepare(views)
+    assert spread.notes() == []
+    last = make_policy("classify:buckets=2,width=10")  # every answer past the last edge
+    last.prepare(views)
+    assert last.notes() == [
+        "classify:buckets=2,width=10: 100% of the trace's requests fall in bucket 1 "
+        "(10+ tokens), so it orders them almost as fcfs does"
+    ]

@@ -53,6 +53,7 @@ def test_human_summary_names_the_profile_as_an_estimate(trace, capsys):
     (["--preemption", "swap"], "--preemption swap needs --engine-mode ltr-paper"),
     (["--max-num-seqs", "512", "--max-batched-tokens", "256"], "must be >= --max-num-seqs"),
     (["--num-gpu-blocks", "0"], "--num-gpu-blocks: must be >= 1"),
+    (["--max-model-len", "0"], "--max-model-len: must be >= 1"),
 ])
 def test_bad_options_are_one_line_errors(trace, capsys, args, needle):
     rc = main(["simulate", "--trace", str(trace), *args])
@@ -98,3 +99,40 @@ def test_step_by_step_flag_gives_the_same_summary(trace, capsys):
         s["engine"].pop("fast_forward")
         outs.append(s)
     assert outs[0] == outs[1]
+
+
+def test_a_run_that_rejects_requests_warns_and_says_what_its_figures_are_over(
+    trace, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    assert main(["simulate", "--trace", str(trace), "--num-gpu-blocks", "20", "--out",
+                 str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    rejected, done = summary["rejected"], summary["completed"]
+    assert 0 < rejected < 200 and done == 200 - rejected
+    captured = capsys.readouterr()
+    warning = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert warning == [f"warning: {rejected:,} of 200 requests rejected (prompt + output "
+                       "longer than max_model_len, or than the KV cache holds); latency and "
+                       f"throughput are over the {done:,} that completed"]
+    assert summary["warnings"] == [warning[0].removeprefix("warning: ")]
+    assert f"over {done:,} of 200 requests; {rejected:,} rejected" in " ".join(
+        captured.out.split())
+    # --json prints the same warning on stderr, and a clean run prints none
+    assert main(["simulate", "--trace", str(trace), "--num-gpu-blocks", "20", "--json"]) == 0
+    assert capsys.readouterr().err.count("warning:") == 1
+    assert main(["simulate", "--trace", str(trace), "--num-gpu-blocks", "3000", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err and json.loads(captured.out)["warnings"] == []
+
+
+def test_a_policy_note_is_a_warning_line(trace, capsys):
+    # make_trace's outputs are under 800 tokens: all in the first 820-token class
+    assert main(["simulate", "--trace", str(trace), "--num-gpu-blocks", "3000", "--policy",
+                 "classify:buckets=10,width=820"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "warning: classify:buckets=10,width=820: 100% of the trace's requests fall in "
+        "bucket 0 (0-820 tokens), so it orders them almost as fcfs does"
+    ]
+    assert "throughput (makespan incl. drain)" in captured.out

@@ -47,6 +47,17 @@ def test_roofline_writes_a_profile_that_simulate_labels_an_estimate(tmp_path, ca
     summary = json.loads(capsys.readouterr().out)
     assert summary["completed"] == 20 and "ESTIMATE" in summary["profile_label"]
     assert summary["num_gpu_blocks"] == 65278
+    assert summary["engine"]["max_model_len"] == 4096  # the profile's, like its other limits
+    long = tmp_path / "long.parquet"
+    write_trace(pd.DataFrame({"request_id": range(3), "arrival_s": [0.0, 0.1, 0.2],
+                              "prompt_tokens": [100, 4000, 100], "output_tokens": [20, 97, 20]}),
+                long, {"source": "test"})
+    assert main(["simulate", "--trace", str(long), "--profile", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["completed"], summary["rejected"]) == (2, 1)  # 4,097 > 4,096 tokens
+    assert main(["simulate", "--trace", str(long), "--profile", str(out), "--json",
+                 "--max-model-len", "8192"]) == 0
+    assert json.loads(capsys.readouterr().out)["completed"] == 3  # the option wins
 
 
 def test_roofline_takes_a_config_directory_and_a_gpu_file(tmp_path, capsys):
@@ -75,6 +86,8 @@ def test_roofline_takes_a_config_directory_and_a_gpu_file(tmp_path, capsys):
      "llama-2-70b does not fit: 128.5 GiB of fp16 weights"),
     (["--model", "nope-7b", "--gpu", "H100-SXM"], "--model: no such file or bundled model"),
     (["--model", "llama-3.1-8b", "--gpu", "H100-SXM", "--dtype", "int4"], "--dtype: choose one"),
+    (["--model", "llama-3.1-8b", "--gpu", "H100-SXM", "--max-model-len", "0"],
+     "--max-model-len: must be >= 1, got 0"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, args, needle):
     rc, out = roofline(tmp_path, *args)

@@ -246,3 +246,16 @@ def test_show_bad_files(run_cli, tmp_path):
     junk = tmp_path / "junk.parquet"
     junk.write_text("not parquet")
     one_error_line(run_cli("show", junk), "not a Parquet trace")
+
+
+def test_build_summary_line_counts_dropped_records_and_says_request(run_cli, jsonl_file, tmp_path):
+    good = {"timestamp": 0, "input_length": 5, "output_length": 2}
+    path = jsonl_file([good, "{not json", "[1, 2]"])
+    out = tmp_path / "vt.parquet"
+    r = run_cli("build", "-s", "vllm-timed", "--path", path, "-o", out)
+    assert r.rc == 0, r.err
+    line = r.out.strip().splitlines()[-1]
+    assert line.startswith(f"wrote {out}: 1 request over 0.0 s")
+    assert line.endswith("; 2 of 3 records dropped (malformed 2)"), line
+    clean = run_cli("build", "-s", "vllm-timed", "--path", jsonl_file([good, good]), "-o", out)
+    assert ": 2 requests over" in clean.out and "dropped" not in clean.out
