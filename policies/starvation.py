@@ -166,6 +166,9 @@ class StarvationPrevention(Policy):
                 steps = min(steps, max(0, self.quantum - (r.steps_run - p.steps_run)))
         return (steps if steps == INF else int(steps), seconds)
 
+    def notes(self) -> list[str]:
+        return self.inner.notes()
+
     def forget(self, request_id: int) -> None:
         self.promoted.pop(request_id, None)
         self.inner.forget(request_id)

@@ -81,3 +81,10 @@ def test_buckets_wider_than_nearly_every_answer_say_so():
         "classify:buckets=2,width=10: 100% of the trace's requests fall in bucket 1 "
         "(10+ tokens), so it orders them almost as fcfs does"
     ]
+
+
+def test_starvation_prevention_passes_the_wrapped_policys_notes_on():
+    views = [view(i, float(i), output=50 + 30 * i) for i in range(19)]
+    wrapped = make_policy("classify:buckets=10,width=820,starvation=100")
+    wrapped.prepare(views)
+    assert len(wrapped.notes()) == 1 and "bucket 0" in wrapped.notes()[0]
