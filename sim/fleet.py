@@ -125,6 +125,10 @@ class Fleet:
         """Every replica's load at time t, exactly."""
         return [e.load(t) for e in self.engines]
 
+    def lazy_loads(self, t: float) -> Sequence[ReplicaLoad]:
+        """The same, each computed when a router first reads it (round-robin reads none)."""
+        return _LazyLoads(self.engines, t)
+
     def cached_prefix_tokens(self, replica: int, request_id: int) -> int:
         """PrefixProbe: the leading prompt tokens `replica`'s cache would give the request."""
         kv = self.engines[replica].kv
@@ -140,7 +144,7 @@ class Fleet:
     def _route(self, r: SimRequest, now: float) -> int:
         if self.router is None:
             return 0
-        loads = self._tick_loads if self._refresh_s > 0 else self.loads(now)
+        loads = self._tick_loads if self._refresh_s > 0 else self.lazy_loads(now)
         req = RouteRequest(
             r.view,
             int(self.session_id[r.idx]) if self.session_id is not None else -1,
@@ -260,6 +264,30 @@ class Fleet:
     @property
     def preemptions(self) -> int:
         return sum(e.preemptions for e in self.engines)
+
+
+class _LazyLoads(Sequence):
+    """Replica loads at one time, computed on first access."""
+
+    def __init__(self, engines: list[EngineCore], t: float) -> None:
+        self._engines = engines
+        self._t = t
+        self._got: dict[int, ReplicaLoad] = {}
+
+    def __len__(self) -> int:
+        return len(self._engines)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self._engines)
+        if not 0 <= i < len(self._engines):
+            raise IndexError(i)
+        got = self._got.get(i)
+        if got is None:
+            got = self._got[i] = self._engines[i].load(self._t)
+        return got
 
 
 def replica_policies(policy: Policy, n: int) -> list[Policy]:
