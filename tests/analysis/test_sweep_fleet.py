@@ -60,3 +60,37 @@ def test_fleet_spec_mistakes_are_named(small_spec):
         parse_spec(dict(small_spec, replicas=[1, 2]))
     with pytest.raises(AnalysisError, match="replicas: must be >= 1"):
         parse_spec(dict(small_spec, replicas=0, router="x"))
+
+
+def test_report_compares_routers_only_for_fleet_sweeps():
+    import pandas as pd
+
+    from analysis.figures.common import ReportData
+    from analysis.figures.router import router_figure
+
+    rows = [
+        dict(
+            status="ok",
+            policy="fcfs",
+            replicas=n,
+            router=r,
+            trace_rate=rate,
+            seed=0,
+            mean_latency_s=lat,
+            p99_latency_s=2 * lat,
+            mean_ttft_s=lat / 10,
+        )
+        for n, r, rate, lat in [
+            (4, "round-robin", 8, 1.0),
+            (4, "least-loaded", 8, 0.8),
+            (4, "round-robin", 16, 2.0),
+            (4, "least-loaded", 16, 1.5),
+        ]
+    ]
+    shown = router_figure(ReportData(pd.DataFrame(rows)))
+    assert shown.key == "router"
+    bars = [t for t in shown.figure.data if t.type == "bar"]
+    assert len(bars) == 2 * 3  # two rates (views) x three metrics, one series each
+    assert sorted(bars[0].x) == ["least-loaded", "round-robin"]
+    plain = pd.DataFrame(rows).drop(columns=["router", "replicas"])
+    assert router_figure(ReportData(plain)) is None
