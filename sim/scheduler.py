@@ -2,9 +2,10 @@
 
 A scheduler owns the queues (waiting, running, swapped) and asks the KV cache manager
 for blocks; `schedule()` returns the step's plan (the requests that compute tokens and
-how many, besides the lazy decode set) and leaves running it to the engine. The policy
-enters in one place, `rank()`. Mode "vllm-v1" (release 0.10+), as vllm/v1/core/sched/
-scheduler.py does it:
+how many, besides the lazy decode set) and leaves running it to the engine, which hands
+the step back through `update_from_output()` (tokens, prefill -> decode, finishes): the
+scheduler alone moves requests between its queues. The policy enters in one place,
+`rank()`. Mode "vllm-v1" (release 0.10+), as vllm/v1/core/sched/scheduler.py does it:
 - the running requests go first: every decoding request computes one token, then
   running requests still in (chunked) prefill take what is left of
   max_num_batched_tokens; then waiting requests are admitted in the policy's order while
