@@ -200,7 +200,7 @@ class Fleet:
                 # stop_after counts finishes fleet-wide: one there (known up to its
                 # clock, as its steps run eagerly) may end the run.
                 if self.stop_after is not None and (
-                    e.scheduler.has_work() or e.clock.now > core.clock.now
+                    e.scheduler.has_work() or e.clock.now >= self.env.now
                 ):
                     t = min(t, e.clock.now)
         return t
