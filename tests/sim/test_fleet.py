@@ -384,3 +384,17 @@ def test_fleet_file_errors_name_the_file_and_entry(trace_file, tmp_path, capsys)
     rc = main(["simulate", "--trace", str(trace_file), "--fleet", str(bad)])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and f"--fleet {bad}: replicas[1]: unknown key(s) gpus" in err
+
+
+def test_cli_replica_profiles(trace_file, capsys, fake_registry):
+    import json
+
+    from ltrsched.cli import main
+
+    name = PROFILE.name
+    args = ["--replica-profile", name, "--replica-profile", name, "--router", "round-robin"]
+    rc = main(["simulate", "--trace", str(trace_file), *args, "--num-gpu-blocks", "700", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert rc == 0 and summary["replicas"] == 2
+    assert [p["num_gpu_blocks"] for p in summary["per_replica"]] == [700, 700]
+    assert [p["requests"] for p in summary["per_replica"]] == [30, 30]
