@@ -55,6 +55,8 @@ class RunTask:
     sweep: str
     keep_requests: bool
     columns: Mapping[str, Any] = field(default_factory=dict)
+    replicas: int = 1
+    router: str | None = None  # a router spec (policies.routing), None: one plain server
 
 
 @dataclass(frozen=True)
@@ -96,17 +98,27 @@ def expand(spec: SweepSpec) -> Grid:
         loaded = _load_profile(prof, spec.where)
         for i, e in enumerate(engines):
             resolved[prof, i] = _check_engine(e, loaded, spec.where)
+    fleets = [(n, _canonical_router(r, spec.where)) for n in spec.replicas for r in spec.routers]
     runs = []
     for seed in spec.seeds:
         for trace in traces[seed]:
             for prof in spec.profiles:
                 for i, engine in enumerate(engines):
-                    for template, filled in policies:
-                        runs.append(
-                            _run(
-                                spec, trace, template, filled, engine, resolved[prof, i], prof, seed
+                    for fleet in fleets:
+                        for template, filled in policies:
+                            runs.append(
+                                _run(
+                                    spec,
+                                    trace,
+                                    template,
+                                    filled,
+                                    engine,
+                                    resolved[prof, i],
+                                    prof,
+                                    seed,
+                                    fleet,
+                                )
                             )
-                        )
     unique = {r.run_id: r for r in runs}
     all_traces = {t.trace_id: t for ts in traces.values() for t in ts}
     return Grid(tuple(unique.values()), all_traces)
@@ -132,21 +144,24 @@ def _run(
     resolved: dict,
     profile: str | None,
     seed: int,
+    fleet: tuple[int, str | None] = (1, None),
 ) -> RunTask:
     policy = filled.replace("{seed}", str(seed))
     try:
         canonical = make_policy(policy).describe()
     except PolicyError as e:
         raise AnalysisError(f"{spec.where}: policy {policy!r}: {e}") from None
-    run_id = stable_id(
-        {
-            "trace": trace.trace_id,
-            "policy": canonical,
-            "engine": resolved,
-            "profile": profile,
-            "seed": seed,
-        }
-    )
+    replicas, router = fleet
+    ident = {
+        "trace": trace.trace_id,
+        "policy": canonical,
+        "engine": resolved,
+        "profile": profile,
+        "seed": seed,
+    }
+    if fleet != (1, None):  # single-server runs keep the ids they always had
+        ident.update(replicas=replicas, router=router)
+    run_id = stable_id(ident)
     columns = {
         "sweep": spec.name,
         "run_id": run_id,
@@ -158,6 +173,8 @@ def _run(
         "seed": seed,
         **engine,
     }
+    if spec.is_fleet():
+        columns.update(replicas=replicas, router=router or "")
     return RunTask(
         run_id,
         trace.trace_id,
@@ -169,7 +186,25 @@ def _run(
         spec.name,
         spec.keep_requests,
         columns,
+        replicas,
+        router,
     )
+
+
+def _canonical_router(router: str | None, where: str) -> str | None:
+    """A router spec in its canonical form (defaults spelled out), checked once here."""
+    if router is None:
+        return None
+    try:
+        from policies.routing.registry import make_router
+    except ModuleNotFoundError:
+        raise AnalysisError(
+            f"{where}: router {router!r}: no router registry in this install"
+        ) from None
+    try:
+        return make_router(router).describe()
+    except PolicyError as e:
+        raise AnalysisError(f"{where}: router {router!r}: {e}") from None
 
 
 def _trace_tasks(spec: SweepSpec) -> dict[int, list[TraceTask]]:

@@ -17,6 +17,8 @@ A spec is a YAML mapping; every list is an axis of the grid, every scalar a fixe
     engine: {max_num_seqs: [128, 256], engine_mode: ltr-paper}   # EngineConfig fields
     profile: null                      # bundled profile name or file; a list sweeps it
     seeds: [0, 1]                      # trace seed (arrivals, lengths) and EngineConfig.seed
+    replicas: [1, 4]                   # a fleet of N replicas (default 1)
+    router: [round-robin, least-loaded]  # router specs, needed when replicas > 1
     keep_requests: true                # per-request latencies for CDFs (default true)
 
 A policy spec expands over the product of the policy_params it names and no other, so
@@ -53,6 +55,8 @@ TOP_KEYS = (
     "profile",
     "seeds",
     "keep_requests",
+    "replicas",
+    "router",
 )
 # A trace file may be re-timed; these keys replace its arrivals.
 FILE_TRACE_KEYS = ("path", "rate", "cv", "burst")
@@ -82,6 +86,12 @@ class SweepSpec:
     seeds: tuple[int, ...]
     keep_requests: bool = True
     where: str = "sweep spec"
+    replicas: tuple[int, ...] = (1,)
+    routers: tuple[str | None, ...] = (None,)
+
+    def is_fleet(self) -> bool:
+        """Whether the spec names replicas or routers (its rows then carry them)."""
+        return self.replicas != (1,) or self.routers != (None,)
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -124,8 +134,25 @@ def parse_spec(raw: Any, where: str = "sweep spec", default_name: str = "sweep")
     name = raw.get("name", default_name)
     if not isinstance(name, str) or not name:
         raise AnalysisError(f"{where}: name: expected a non-empty string")
+    replicas = tuple(_axis(raw.get("replicas", 1), "replicas", int, where))
+    if any(n < 1 for n in replicas):
+        raise AnalysisError(f"{where}: replicas: must be >= 1")
+    routers = tuple(_axis(raw.get("router"), "router", str | None, where))
+    if max(replicas) > 1 and None in routers:
+        raise AnalysisError(f"{where}: router: needed when replicas > 1 (e.g. least-loaded)")
     return SweepSpec(
-        name, kind, trace, policies, policy_params, engine, profiles, seeds, keep, where
+        name,
+        kind,
+        trace,
+        policies,
+        policy_params,
+        engine,
+        profiles,
+        seeds,
+        keep,
+        where,
+        replicas,
+        routers,
     )
 
 

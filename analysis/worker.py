@@ -51,7 +51,12 @@ REQUEST_COLUMNS = (
     "max_waiting_s",
 )
 _TRACE_COLUMNS = (
-    "request_id", "arrival_s", "prompt_tokens", "output_tokens", "hash_ids", *SESSION_COLUMNS
+    "request_id",
+    "arrival_s",
+    "prompt_tokens",
+    "output_tokens",
+    "hash_ids",
+    *SESSION_COLUMNS,
 )
 
 
@@ -119,7 +124,7 @@ def run_one(task: RunTask, trace: pd.DataFrame) -> RunOutcome:
         cfg = engine_config(task.engine, profile, task.seed)
         row.update(engine_columns(cfg))
         policy = make_policy(task.policy)
-        res = simulate(trace, policy, profile, cfg)
+        res = simulate(trace, policy, profile, cfg, replicas=task.replicas, router=task.router)
         row.update(_policy_columns(policy, trace))
         row.update({k: res.summary.get(k) for k in SUMMARY_KEYS + EXTRA_SUMMARY_KEYS})
         row[P99_PER_TOKEN] = p99_norm_latency(res.requests)

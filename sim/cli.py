@@ -63,6 +63,21 @@ def simulate(
         Opt("--out", "-o", help="Write requests.parquet, steps.parquet, summary.json here."),
     ] = None,
     as_json: Annotated[bool, Opt("--json", help="Print summary.json to stdout.")] = False,
+    replicas: Annotated[
+        int | None, Opt(help="A fleet of this many replicas behind --router [1].")
+    ] = None,
+    router: Annotated[
+        str | None, Opt(help="NAME[:key=value,...]; see `ltrsched routers list`.")
+    ] = None,
+    router_refresh_s: Annotated[
+        float | None, Opt(help="The router sees loads refreshed this often [0: exact].")
+    ] = None,
+    fleet: Annotated[
+        Path | None, Opt(help="Fleet file (YAML/JSON): replicas with profiles and limits.")
+    ] = None,
+    replica_profile: Annotated[
+        list[str] | None, Opt(help="One replica with this profile (repeat for more).")
+    ] = None,
 ) -> None:
     """Simulate a trace under a scheduling policy; print the summary."""
     from rich.console import Console
@@ -98,6 +113,18 @@ def simulate(
         fast_forward=not step_by_step,
         seed=seed,
     )
+    from sim.fleet_file import cli_fleet
+
+    limits = dict(
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_batched_tokens,
+        block_size=block_size,
+        num_gpu_blocks=num_gpu_blocks,
+        max_model_len=max_model_len,
+    )
+    reps, router, refresh = cli_fleet(
+        cfg, limits, profile, replicas, router, router_refresh_s, fleet, replica_profile
+    )
     console = Console(stderr=True)
     with Progress(
         "[progress.description]{task.description}",
@@ -116,6 +143,9 @@ def simulate(
             cfg,
             progress=lambda done, total: bar.update(task, completed=done),
             hash_block_tokens=meta.get(HASH_BLOCK_TOKENS_KEY),
+            replicas=reps,
+            router=router,
+            router_refresh_s=refresh,
         )
     res.summary["trace"] = str(trace)
     _warn(res.summary)
@@ -185,6 +215,9 @@ def _print_summary(s: dict, console) -> None:
         ("KV blocks", f"{s['num_gpu_blocks']} ({s['num_gpu_blocks_how']})"),
         ("simulated in", f"{s['sim_wall_s']:.2f} s wall, {s['steps']} steps"),
     ]
+    if "per_replica" in s:
+        shares = " / ".join(str(p["requests"]) for p in s["per_replica"])
+        rows.append(("fleet", f"{s['replicas']} replicas, router {s['router']}; requests {shares}"))
     for k, v in rows:
         t.add_row(k, v)
     if over:

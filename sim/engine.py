@@ -1,24 +1,28 @@
-"""The engine loop: a vLLM server stepping through a trace under a policy.
+"""The engine core: one modelled vLLM server that requests are pushed to.
 
-One SimPy process is the server, as vLLM's EngineCore: each step it asks the scheduler
-for a plan (sim/scheduler.py, sim/paper_scheduler.py), times the plan with the step-time
-profile, logs it and moves tokens, finishing the requests that complete. Between
-decision points identical decode steps run as one event (a stretch, sim/decode_set.py).
-Step ends are summed one after another in both cases, so fast mode and step-by-step mode
-give identical results.
+As vLLM's EngineCore: requests arrive through `add_request` (from the front end,
+sim/frontend.py, directly or through a router); an engine core with no work waits for
+the next push (a SimPy event). Each step it asks the scheduler for a plan
+(sim/scheduler.py, sim/paper_scheduler.py), times the plan with the step-time profile,
+logs it, and hands the step's output back to the scheduler (`update_from_output`),
+which moves tokens and finishes requests. Between decision points identical decode
+steps run as one event (a stretch, sim/decode_set.py), bounded by the front end's next
+dispatch time. Step ends are summed one after another in both cases, so fast mode and
+step-by-step mode give identical results.
+
+A step runs eagerly: its outputs are applied when it is planned and the core then
+sleeps until the step's end; what others may see of it meanwhile is `load()`.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import simpy
 
-from policies.base import Policy, RequestCounters, RequestView
-from sim.arrivals import ArrivalQueue
+from policies.base import Policy
+from policies.routing.base import ReplicaLoad
 from sim.config import EngineConfig
 from sim.decode_set import DecodeSet
 from sim.errors import SimError
@@ -26,69 +30,60 @@ from sim.kv_cache import KVCacheManager
 from sim.paper_scheduler import PaperScheduler
 from sim.prefix_keys import KeyTable
 from sim.profile import StepTimeProfile
-from sim.request import FINISHED, REJECTED, SimRequest
-from sim.scheduler import Clock, StepPlan, V1Scheduler
+from sim.request import REJECTED, SimRequest
+from sim.scheduler import Clock, StepOutput, StepPlan, V1Scheduler
 from sim.step_log import StepLog
+
+if TYPE_CHECKING:
+    from sim.fleet import Fleet
 
 MAX_STRETCH_STEPS = 1 << 14
 MIN_STRETCH_STEPS = 8
 LIVELOCK_STEPS = 50_000
 
 
-class Engine:
-    """Runs one trace under one policy on one modelled server."""
+class EngineCore:
+    """One replica: its scheduler, KV cache and step log, stepping while it has work."""
 
     def __init__(
         self,
-        views: list[RequestView],
+        reqs: list[SimRequest],
         policy: Policy,
         profile: StepTimeProfile,
         config: EngineConfig,
         num_gpu_blocks: int,
-        progress: Callable[[int, int], None] | None = None,
         keys: KeyTable | None = None,
         successor: np.ndarray | None = None,
-        think_s: np.ndarray | None = None,
+        total_tokens: np.ndarray | None = None,
+        replica: int = 0,
     ) -> None:
         config.validate()
         self.cfg = config
         self.policy = policy
         self.profile = profile
-        self.progress = progress
-        self.reqs = [SimRequest(i, v) for i, v in enumerate(views)]
-        n = len(views)
-        arr = np.array([v.arrival_s for v in views], dtype=np.float64)
-        if n > 1 and (np.diff(arr) < 0).any():
-            raise SimError("trace arrivals must be sorted by arrival_s")
-        succ = successor if successor is not None else np.full(n, -1, np.int64)
-        held = np.zeros(n, bool)
-        held[succ[succ >= 0]] = True
-        for r in self.reqs:
-            r.successor = int(succ[r.idx])
-            if think_s is not None:
-                r.think_s = float(think_s[r.idx])
-        self.has_sessions = bool(held.any())
-        self.arrivals = ArrivalQueue(arr, held, getattr(profile, "request_overhead_s", 0.0))
+        self.replica = replica
+        self.reqs = reqs
         self.clock = Clock()
         self.steps = StepLog()
-        totals = np.array([v.prompt_tokens + v.output_tokens for v in views], np.int64)
         self.kv = KVCacheManager(
             num_gpu_blocks,
             config.block_size,
             config.prefix_caching_enabled(),
             keys,
-            succ,
-            totals,
+            successor,
+            total_tokens,
         )
-        self.decode = DecodeSet(self.reqs, config.block_size, self.steps)
+        self.decode = DecodeSet(reqs, config.block_size, self.steps)
         sched = PaperScheduler if config.engine_mode == "ltr-paper" else V1Scheduler
-        self.scheduler = sched(self.reqs, policy, config, self.kv, self.decode, self.clock)
-        self.paper = isinstance(self.scheduler, PaperScheduler)
+        self.scheduler = sched(reqs, policy, config, self.kv, self.decode, self.clock)
         self.finished = 0
         self.rejected = 0
-        self.stopped_early = False
-        self.wall_s = 0.0
         self.steps_without_token = 0
+        self.session_holders = 0  # unfinished requests here whose session has a next turn
+        self.pushed_since_step = 0  # requests pushed since the latest logged step
+        self.host: Fleet | None = None
+        self._wakeup = None
+        self._evicted_logged = 0
 
     @property
     def now(self) -> float:
@@ -98,18 +93,25 @@ class Engine:
     def preemptions(self) -> int:
         return self.scheduler.preemptions
 
-    # -------------------------------------------------------------- arrivals
-    def _admit_arrivals(self) -> None:
-        for idx in self.arrivals.due(self.clock.now):
-            r = self.reqs[idx]
-            r.skip_from = self.clock.g
-            r.view.waiting_since_s = r.view.arrival_s
-            if self._never_fits(r):
-                r.state = REJECTED
-                self.rejected += 1
-                self._release_next_turn(r, r.view.arrival_s)
-                continue
-            self.scheduler.add_waiting(r)
+    # ------------------------------------------------------------ requests in
+    def add_request(self, r: SimRequest, now: float) -> None:
+        """The front end pushes r at `now`; an idle core wakes up for it."""
+        if not self.scheduler.has_work() and self.clock.now < now:
+            self.clock.now = now
+        r.skip_from = self.clock.g
+        r.view.waiting_since_s = r.view.arrival_s
+        if self._never_fits(r):
+            r.state = REJECTED
+            self.rejected += 1
+            self.host.on_finished(self, r, r.view.arrival_s)
+            return
+        self.scheduler.add_request(r)
+        self.pushed_since_step += 1
+        if r.successor >= 0:
+            self.session_holders += 1
+        if self._wakeup is not None:
+            ev, self._wakeup = self._wakeup, None
+            ev.succeed()
 
     def _never_fits(self, r: SimRequest) -> bool:
         total = r.prompt + r.output
@@ -120,41 +122,53 @@ class Engine:
         # Without chunked prefill vLLM requires max_model_len <= max_num_batched_tokens.
         return not self.cfg.chunked_prefill and total > self.cfg.max_num_batched_tokens
 
-    def _release_next_turn(self, r: SimRequest, done_s: float) -> None:
-        """r's session sends its next turn think_s after r's answer (or refusal)."""
-        if r.successor < 0:
-            return
-        nxt = self.reqs[r.successor]
-        sent = self.arrivals.release(nxt.idx, done_s + nxt.think_s)
-        nxt.view.arrival_s = sent
-        nxt.view.waiting_since_s = sent
+    def load(self, t: float) -> ReplicaLoad:
+        """This replica at time t as a router sees it: after the outputs of steps ended
+        by t; during a step, the step as planned plus the requests pushed since."""
+        sched, kv = self.scheduler, self.kv
+        j = self.steps.n - 1
+        if self.clock.now <= t or j < 0:
+            return ReplicaLoad(
+                self.replica,
+                len(sched.waiting) + len(sched.swapped),
+                len(sched.running),
+                kv.num_gpu_blocks - kv.free,
+                kv.num_gpu_blocks,
+                t,
+            )
+        cols = self.steps.cols
+        return ReplicaLoad(
+            self.replica,
+            int(cols["waiting_requests"][j]) + len(sched.swapped) + self.pushed_since_step,
+            int(cols["running_requests"][j]),
+            int(cols["kv_blocks_used"][j]),
+            kv.num_gpu_blocks,
+            t,
+        )
 
     # ------------------------------------------------------------- the step
     def _step(self) -> None:
         sched = self.scheduler
-        if self.paper:
-            plan = sched.schedule()
-            finished_before = self.finished
-            self._execute(plan)
-            if (
-                sched.steady
-                and self.finished == finished_before  # a finish frees room
-                and self.cfg.fast_forward
-                and sched.still_steady(self.arrivals.arrival_due(self.clock.now))
-            ):
-                self._try_stretch(paper=True)
+        if self.cfg.fast_forward and sched.stretch_before_plan and self._try_stretch():
             return
-        if self.cfg.fast_forward and self._try_stretch():
-            return
-        self._execute(sched.schedule())
+        plan = sched.schedule()
+        out = self._execute(plan)
+        finished = sched.update_from_output(plan, out)
+        self._finished(finished)
+        if (
+            self.cfg.fast_forward
+            and not finished  # a finish frees room
+            and not sched.stretch_before_plan
+            and sched.repeats_as_stretch(self.host.dispatch_bound(self) <= self.clock.now)
+        ):
+            self._try_stretch()
 
-    def _execute(self, plan: StepPlan) -> None:
-        """Run one planned step: time it, log it, move tokens, finish what completes."""
+    def _execute(self, plan: StepPlan) -> StepOutput:
+        """Run one planned step: time it and log it; the scheduler applies its output."""
         g, kv = self.clock.g, self.kv
-        work = plan.work
         prefill = prefill_sq = prefill_ctx = 0
         completes_prefill = False
-        for r, n in work:
+        for r, n in plan.work:
             prefill += n
             prefill_sq += n * n
             prefill_ctx += n * r.num_computed
@@ -183,27 +197,11 @@ class Engine:
             cached_tokens=plan.cached_tokens,
             blocks_evicted=kv.evicted - self._evicted_logged,
         )
+        self.pushed_since_step = 0
         self._evicted_logged = kv.evicted
         self.clock.now = end
         self._check_progress(n_dec or completes_prefill)
-        for r, n in work:
-            if math.isnan(r.first_scheduled_s):
-                r.first_scheduled_s = start
-            r.num_computed += n
-            RequestCounters.on_scheduled(r.view, 1, end, dur)
-            r.skip_from = g + 1
-            if r.num_computed == r.num_tokens:
-                self._emit_token(r, end)
-                if r.generated >= r.output:
-                    self._finish(r, g + 1)
-                else:
-                    self.scheduler.prefilling.pop(r.idx, None)
-                    self.decode.enter(r, g + 1)
-        self.clock.g = g + 1
-        for gc, r in self.decode.pop_completed(self.clock.g):
-            self._finish(r, gc + 1)
-
-    _evicted_logged = 0
+        return StepOutput(g, start, end, dur)
 
     def _check_progress(self, token_made: bool) -> None:
         """Stop a run that produces no token for LIVELOCK_STEPS steps: some settings make
@@ -221,42 +219,26 @@ class Engine:
                 "livelocks, e.g. recompute preemption undoing chunked prefills"
             )
 
-    def _emit_token(self, r: SimRequest, t: float) -> None:
-        r.generated += 1
-        if math.isnan(r.first_token_s):
-            r.first_token_s = t
-        else:
-            gap = t - r.last_token_s
-            if gap > r.max_gap_s:
-                r.max_gap_s = gap
-        r.last_token_s = t
-
-    def _finish(self, r: SimRequest, g: int) -> None:
-        """r produced its last token; g: the step after its last one."""
-        if r.lazy:
-            self.decode.leave(r, g)
-        r.state = FINISHED
-        r.finish_s = r.last_token_s
-        self.kv.release(r, keep_next_turn=r.successor >= 0)
-        self.scheduler.running.pop(r.idx, None)
-        self.scheduler.prefilling.pop(r.idx, None)
-        self.policy.forget(r.view.request_id)
-        self.finished += 1
-        self._release_next_turn(r, r.finish_s)
+    def _finished(self, done: list[SimRequest]) -> None:
+        for r in done:
+            self.finished += 1
+            if r.successor >= 0:
+                self.session_holders -= 1
+            self.host.on_finished(self, r, r.finish_s)
 
     # ------------------------------------------------------- fast-forward
-    def _try_stretch(self, paper: bool = False) -> bool:
+    def _try_stretch(self) -> bool:
         """Run k > 1 decode-only steps in one event when nothing can change sooner.
 
         The batch is the lazy decoders. While requests wait, the stretch ends at the
         first completion (it may let one in); with nothing waiting it runs through
         completions, the batch shrinking at known steps. It also ends before a step whose
-        block allocations would not fit, at the step that sees the next arrival, and at
+        block allocations would not fit, at the step that sees the next dispatch, and at
         the policy's horizon."""
         sched, dec = self.scheduler, self.decode
         if dec.n == 0 or sched.prefilling:
             return False
-        if not paper and sched.admission_possible():
+        if sched.stretch_blocked():
             return False
         g, now = self.clock.g, self.clock.now
         through = (
@@ -269,14 +251,14 @@ class Engine:
         k = MAX_STRETCH_STEPS
         if g_done is not None and not through:
             k = g_done - g + 1
-        t_limit = self.arrivals.next_time()
+        t_limit = self.host.dispatch_bound(self)
         # Short stretches cost more in numpy than they save: leave them to plain steps.
         first = self.profile.step_time(0, 0, dec.n, dec.context(g), 0)
         if k < MIN_STRETCH_STEPS or t_limit - now < (MIN_STRETCH_STEPS - 1) * first:
             return False
         # A V1 stretch admits and preempts nothing, so a static-key policy's order can
         # only matter at its end; the paper's engine re-sorts running requests each step.
-        if sched.has_horizon and (paper or sched.dynamic):
+        if sched.has_horizon and (sched.reranks_running or sched.dynamic):
             h_steps, h_s = sched.horizon()
             if h_steps < math.inf:
                 k = min(k, int(h_steps))
@@ -309,6 +291,7 @@ class Engine:
             running_requests=len(sched.running) - st.gone[:k],
             waiting_requests=len(sched.waiting),
         )
+        self.pushed_since_step = 0
         self.clock.now = float(ends[-1])
         self.clock.g = g + k
         # Blocks move in step order: a step's allocations, then the requests it finished.
@@ -317,6 +300,7 @@ class Engine:
         used = self.steps.cols["kv_blocks_used"]
         later = [(gc, r) for gc, r in st.finished if gc >= g + k]
         taken = 0
+        done: list[SimRequest] = []
         for gc, r in [*[f for f in st.finished if f[0] < g + k], (g + k - 1, None)]:
             upto = gc - g + 1
             alloc = st.alloc[taken:upto]
@@ -325,47 +309,34 @@ class Engine:
             used[first + taken : first + upto] = kv.num_gpu_blocks - free0 + np.cumsum(alloc)
             taken = upto
             if r is not None:
-                self._finish(r, gc + 1)
+                sched.finish(r, gc + 1)
+                done.append(r)
         self._evicted_logged = kv.evicted
         dec.restore(later)
         for gc, r in dec.pop_completed(self.clock.g):
-            self._finish(r, gc + 1)
+            sched.finish(r, gc + 1)
+            done.append(r)
+        self._finished(done)
         return True
 
     def _sessions_waiting(self) -> bool:
         """Whether a finish inside a stretch could release a session's next turn."""
-        return self.has_sessions and any(r.successor >= 0 for r in self.scheduler.running.values())
+        return self.session_holders > 0 and any(
+            r.successor >= 0 for r in self.scheduler.running.values()
+        )
 
     # -------------------------------------------------------------- running
-    def process(self, env: simpy.Environment):
-        """The server, as one SimPy process: idle until an arrival, else step."""
-        t0 = time.perf_counter()
-        n = len(self.reqs)
-        last_report = 0
+    def process(self, env):
+        """The server, as one SimPy process: wait for a push when idle, else step."""
+        host = self.host
         while True:
-            self._admit_arrivals()
-            if self.cfg.stop_after is not None and self.finished >= self.cfg.stop_after:
-                self.stopped_early = self.finished < n - self.rejected
+            host.dispatch_until(self.clock.now)
+            if host.stopped_at(self.clock.now):
                 break
             if not self.scheduler.has_work():
-                t = self.arrivals.next_time()
-                if t == math.inf:
-                    break
-                self.clock.now = t
-                yield env.timeout(max(0.0, t - env.now))
+                self._wakeup = env.event()
+                yield self._wakeup
                 continue
             self._step()
-            if self.progress is not None and self.finished - last_report >= 256:
-                last_report = self.finished
-                self.progress(self.finished + self.rejected, n)
-            yield env.timeout(max(0.0, self.clock.now - env.now))
-        self.wall_s = time.perf_counter() - t0
-
-    def run(self) -> Engine:
-        env = simpy.Environment()
-        self.policy.prepare([r.view for r in self.reqs])
-        env.process(self.process(env))
-        env.run()
-        if self.progress is not None:
-            self.progress(self.finished + self.rejected, len(self.reqs))
-        return self
+            host.after_step()
+            yield env.at(self.clock.now)

@@ -15,6 +15,9 @@ from sim.scheduler import Scheduler, StepPlan
 
 
 class PaperScheduler(Scheduler):
+    stretch_before_plan = False
+    reranks_running = True
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.heap_waiting = False  # the whole queue is sorted every step
@@ -122,6 +125,12 @@ class PaperScheduler(Scheduler):
         held = swap_in or r.blocks
         new = kv.blocks_for(r.num_computed + hit * kv.block_size + n) - held - hit
         return hit, evictable, n, swap_in, new
+
+    def stretch_blocked(self) -> bool:
+        return False  # repeats_as_stretch() already said the batch repeats
+
+    def repeats_as_stretch(self, dispatch_due: bool) -> bool:
+        return self.steady and self.still_steady(dispatch_due)
 
     def still_steady(self, arrival_due: bool) -> bool:
         """After the step ran: will the same batch repeat? The fill stopped for a reason

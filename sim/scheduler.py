@@ -2,9 +2,10 @@
 
 A scheduler owns the queues (waiting, running, swapped) and asks the KV cache manager
 for blocks; `schedule()` returns the step's plan (the requests that compute tokens and
-how many, besides the lazy decode set) and leaves running it to the engine. The policy
-enters in one place, `rank()`. Mode "vllm-v1" (release 0.10+), as vllm/v1/core/sched/
-scheduler.py does it:
+how many, besides the lazy decode set) and leaves running it to the engine, which hands
+the step back through `update_from_output()` (tokens, prefill -> decode, finishes): the
+scheduler alone moves requests between its queues. The policy enters in one place,
+`rank()`. Mode "vllm-v1" (release 0.10+), as vllm/v1/core/sched/scheduler.py does it:
 - the running requests go first: every decoding request computes one token, then
   running requests still in (chunked) prefill take what is left of
   max_num_batched_tokens; then waiting requests are admitted in the policy's order while
@@ -19,13 +20,14 @@ The paper's engine is sim/paper_scheduler.py.
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass, field
 
 from policies.base import Policy, RequestCounters, RequestView, tie_key
 from sim.config import EngineConfig
 from sim.decode_set import DecodeSet
 from sim.kv_cache import KVCacheManager
-from sim.request import RUNNING, SWAPPED, WAITING, SimRequest
+from sim.request import FINISHED, RUNNING, SWAPPED, WAITING, SimRequest
 
 
 @dataclass
@@ -47,8 +49,25 @@ class StepPlan:
     cached_tokens: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class StepOutput:
+    """A step as the engine ran it: its index and when it started and ended."""
+
+    g: int
+    start_s: float
+    end_s: float
+    duration_s: float
+
+
 class Scheduler:
-    """What both modes share: queues, the policy's ranking, preemption, admission."""
+    """What both modes share: queues, the policy's ranking, preemption, admission, and
+    applying a step's output (`update_from_output`)."""
+
+    # Whether the engine tries a decode stretch before planning a step (V1), or after
+    # a step that repeats as one (the paper's engine, see repeats_as_stretch).
+    stretch_before_plan = True
+    # Whether running requests are re-ranked every step (their order can change a step).
+    reranks_running = False
 
     def __init__(
         self,
@@ -107,6 +126,10 @@ class Scheduler:
         return self.policy.horizon(waiting, running, self.clock.now)
 
     # ---------------------------------------------------------------- queues
+    def add_request(self, r: SimRequest) -> None:
+        """A request the engine was given joins the waiting queue."""
+        self.add_waiting(r)
+
     def add_waiting(self, r: SimRequest) -> None:
         r.state = WAITING
         self.waiting[r.idx] = r
@@ -145,6 +168,65 @@ class Scheduler:
         for r in out:
             self.decode.leave(r, self.clock.g)
         return out
+
+    # ------------------------------------------------------------ step output
+    def update_from_output(self, plan: StepPlan, out: StepOutput) -> list[SimRequest]:
+        """Apply a step that ran: tokens computed, first tokens, prefill -> decode, and
+        finishes (also of lazy decoders whose last token fell in this step); returns the
+        requests that finished, in order."""
+        g, end = out.g, out.end_s
+        done: list[SimRequest] = []
+        for r, n in plan.work:
+            if math.isnan(r.first_scheduled_s):
+                r.first_scheduled_s = out.start_s
+            r.num_computed += n
+            RequestCounters.on_scheduled(r.view, 1, end, out.duration_s)
+            r.skip_from = g + 1
+            if r.num_computed == r.num_tokens:
+                self.emit_token(r, end)
+                if r.generated >= r.output:
+                    self.finish(r, g + 1)
+                    done.append(r)
+                else:
+                    self.prefilling.pop(r.idx, None)
+                    self.decode.enter(r, g + 1)
+        self.clock.g = g + 1
+        for gc, r in self.decode.pop_completed(self.clock.g):
+            self.finish(r, gc + 1)
+            done.append(r)
+        return done
+
+    @staticmethod
+    def emit_token(r: SimRequest, t: float) -> None:
+        r.generated += 1
+        if math.isnan(r.first_token_s):
+            r.first_token_s = t
+        else:
+            gap = t - r.last_token_s
+            if gap > r.max_gap_s:
+                r.max_gap_s = gap
+        r.last_token_s = t
+
+    def finish(self, r: SimRequest, g: int) -> None:
+        """r produced its last token; g: the step after its last one."""
+        if r.lazy:
+            self.decode.leave(r, g)
+        r.state = FINISHED
+        r.finish_s = r.last_token_s
+        self.kv.release(r, keep_next_turn=r.successor >= 0)
+        self.running.pop(r.idx, None)
+        self.prefilling.pop(r.idx, None)
+        self.policy.forget(r.view.request_id)
+
+    # ------------------------------------------------------------- stretches
+    def stretch_blocked(self) -> bool:
+        """Whether the next step must be planned (V1: a waiting request could start)."""
+        return self.admission_possible()
+
+    def repeats_as_stretch(self, dispatch_due: bool) -> bool:
+        """After a step without finishes: whether the next steps repeat it (the paper's
+        engine; V1 asks before planning instead)."""
+        return False
 
     # ------------------------------------------------------------ preemption
     def preempt(self, r: SimRequest, swap: bool = False) -> int:

@@ -8,6 +8,7 @@ from analysis.figures.common import ReportData, Shown, Skipped
 from analysis.figures.datagen import datagen_figure
 from analysis.figures.live import live_figure
 from analysis.figures.rate import rate_figure
+from analysis.figures.router import router_figure
 from analysis.figures.tau import tau_figure
 from analysis.figures.tradeoff import tradeoff_figure
 
@@ -18,6 +19,7 @@ FIGURES = (
     tradeoff_figure,
     tau_figure,
     datagen_figure,
+    router_figure,
     live_figure,
 )
 

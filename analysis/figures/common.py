@@ -71,7 +71,8 @@ class ReportData:
 def param_columns(df: pd.DataFrame) -> list[str]:
     """The columns that describe a run's setting (trace, policy, engine, profile)."""
     trace = [c for c in df.columns if c.startswith("trace_") and c not in NOT_PARAMS]
-    return trace + [c for c in ("policy", "profile", *ENGINE_PARAMS) if c in df.columns]
+    fleet = ("replicas", "router")  # fleet sweeps only
+    return trace + [c for c in ("policy", "profile", *fleet, *ENGINE_PARAMS) if c in df.columns]
 
 
 def varying(df: pd.DataFrame, columns: Sequence[str]) -> list[str]:

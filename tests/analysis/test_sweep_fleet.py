@@ -1,0 +1,96 @@
+"""Sweeps over fleets: `replicas` and `router` are axes; single-server runs keep their ids."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+from analysis.errors import AnalysisError
+from analysis.grid import expand
+from analysis.spec import parse_spec
+from analysis.worker import make_trace, run_one
+from policies.routing.base import Router
+
+
+class _RoundRobin(Router):
+    name = "round-robin"
+
+    def __init__(self) -> None:
+        self.k = 0
+
+    def route(self, request, replicas, probe, now_s):
+        self.k += 1
+        return (self.k - 1) % len(replicas)
+
+    def describe(self) -> str:
+        return self.name
+
+
+@pytest.fixture
+def fake_registry(monkeypatch):
+    """A stand-in for policies/routing/registry.py (the routers live on their own)."""
+    mod = types.ModuleType("policies.routing.registry")
+    mod.make_router = lambda spec: _RoundRobin()
+    monkeypatch.setitem(sys.modules, "policies.routing.registry", mod)
+
+
+def test_replicas_and_routers_are_axes(small_spec, fake_registry):
+    small_spec.update(seeds=[0], policy=["fcfs"], policy_params={})
+    plain = expand(parse_spec(small_spec))
+    one = expand(parse_spec(dict(small_spec, replicas=1)))
+    assert {r.run_id for r in one.runs} == {r.run_id for r in plain.runs}
+    assert "replicas" not in plain.runs[0].columns
+    fleet = expand(parse_spec(dict(small_spec, replicas=[1, 3], router="round-robin")))
+    assert len(fleet.runs) == 2 * len(plain.runs)
+    assert not {r.run_id for r in fleet.runs} & {r.run_id for r in plain.runs}
+    assert sorted({(r.replicas, r.router) for r in fleet.runs}) == [
+        (1, "round-robin"),
+        (3, "round-robin"),
+    ]
+    task = next(r for r in fleet.runs if r.replicas == 3)
+    out = run_one(task, make_trace(fleet.traces[task.trace_id])[0])
+    assert out.row["status"] == "ok", out.row["error"]
+    assert out.row["replicas"] == 3 and out.row["router"] == "round-robin"
+
+
+def test_fleet_spec_mistakes_are_named(small_spec):
+    with pytest.raises(AnalysisError, match="router: needed when replicas > 1"):
+        parse_spec(dict(small_spec, replicas=[1, 2]))
+    with pytest.raises(AnalysisError, match="replicas: must be >= 1"):
+        parse_spec(dict(small_spec, replicas=0, router="x"))
+
+
+def test_report_compares_routers_only_for_fleet_sweeps():
+    import pandas as pd
+
+    from analysis.figures.common import ReportData
+    from analysis.figures.router import router_figure
+
+    rows = [
+        dict(
+            status="ok",
+            policy="fcfs",
+            replicas=n,
+            router=r,
+            trace_rate=rate,
+            seed=0,
+            mean_latency_s=lat,
+            p99_latency_s=2 * lat,
+            mean_ttft_s=lat / 10,
+        )
+        for n, r, rate, lat in [
+            (4, "round-robin", 8, 1.0),
+            (4, "least-loaded", 8, 0.8),
+            (4, "round-robin", 16, 2.0),
+            (4, "least-loaded", 16, 1.5),
+        ]
+    ]
+    shown = router_figure(ReportData(pd.DataFrame(rows)))
+    assert shown.key == "router"
+    bars = [t for t in shown.figure.data if t.type == "bar"]
+    assert len(bars) == 2 * 3  # two rates (views) x three metrics, one series each
+    assert sorted(bars[0].x) == ["least-loaded", "round-robin"]
+    plain = pd.DataFrame(rows).drop(columns=["router", "replicas"])
+    assert router_figure(ReportData(plain)) is None
