@@ -4,11 +4,11 @@ threshold, where every waiting request is promoted at the first step after it ar
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_trace
 
 from sim.config import EngineConfig
 from sim.profile import load_profile
 from sim.run import simulate
+from tests.sim.conftest import make_trace
 
 PROFILE = load_profile()
 # Every request that has waited at all is promoted; none is demoted.
