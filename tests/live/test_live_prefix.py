@@ -370,7 +370,7 @@ def test_vllm_evicts_a_sessions_blocks_during_its_think_time(evict_runs):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="simulator bug: sim/kv_cache.py KVCache.release frees a request that holds no "
+    reason="simulator bug: sim/kv_cache.py KVCacheManager.release frees a request that holds no "
     "cached block (no later request repeats its content) all to the tail of the free "
     "queue, its partial block included; vLLM 0.32 puts that block at the head. Here "
     "request 1's partial block then outlives the session's third block, the simulator "
