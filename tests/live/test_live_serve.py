@@ -4,8 +4,9 @@ On the CPU build of vLLM: a tiny Llama with random weights that shares the token
 a tiny predictor trained here; requests go over plain HTTP (urllib) with no ltrsched
 fields. One slot (max_num_seqs=1) makes the service order one prefill per step, which the
 tests read from the server's own step log (a loaded client reads responses out of
-order). The requests are queued while vLLM is paused (its `/pause?mode=keep`, served
-with VLLM_SERVER_DEV_MODE=1: no step runs, new requests wait in the scheduler's queue),
+order). The requests are queued while vLLM is paused (its `/pause?mode=keep&clear_cache=
+false`, served with VLLM_SERVER_DEV_MODE=1: no step runs, new requests wait in the
+scheduler's queue; with the cache cleared, vLLM would preempt the running request),
 so however slowly the client sends them, no engine step passes meanwhile. Skipped where
 vLLM is not installed."""
 
@@ -189,7 +190,7 @@ def send_while_paused(url: str, model: str, jobs: list[tuple[str, int]]) -> list
 
 
 def control(url: str, path: str) -> None:
-    """POST to one of vLLM's dev endpoints (/pause?mode=keep, /resume)."""
+    """POST to one of vLLM's dev endpoints (/pause, /resume)."""
     req = urllib.request.Request(f"{url}{path}", b"", method="POST")
     with urllib.request.urlopen(req, timeout=120) as r:
         assert r.status == 200, (path, r.status)
@@ -246,7 +247,7 @@ def served_order(url: str, model: str, prompts: list[str]) -> None:
     list order), resume and let go of the slot; wait for every response."""
     blocker = Blocker(url, model)
     blocker.wait_tokens(1)  # it runs, alone, from here
-    control(url, "/pause?mode=keep")
+    control(url, "/pause?mode=keep&clear_cache=false")
     senders = send_while_paused(url, model, [(p, SHORT_TOKENS) for p in prompts])
     blocker.release(url)
     finish(senders, blocker)
@@ -345,7 +346,7 @@ def test_starvation_prevention_promotes_a_request_that_waited_too_long(server, s
         assert time.monotonic() < deadline, "the low request never reached the queue"
         time.sleep(0.01)
     blocker.wait_tokens(blocker.tokens + HEAD_START)
-    control(url, "/pause?mode=keep")
+    control(url, "/pause?mode=keep&clear_cache=false")
     senders = [first, *send_while_paused(url, model_id,
                                          [(pool[i], QUEUED_TOKENS) for i in higher])]
     blocker.release(url)
