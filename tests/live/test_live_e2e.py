@@ -100,7 +100,7 @@ def test_live_runs_are_complete_and_exact(runs, key):
     assert len(steps) > 100 and (steps["duration_s"] > 0).all()
     assert steps["prefill_tokens"].sum() >= done["prompt_tokens"].sum()
     assert s["vllm_version"].startswith("0.32") and s["block_size"] > 0
-    assert s["num_gpu_blocks"] > 0 and s["max_num_seqs"] == 8
+    assert s["num_gpu_blocks"] == NUM_GPU_BLOCKS and s["max_num_seqs"] == 8
     assert s["max_num_batched_tokens"] == 512 and s["chunked_prefill"] is True
     assert s["policy"].startswith(POLICIES[key].split(":")[0]) and s["plugin_error"] is None
     assert 0 < s["plugin_overhead"]["mean_s"] < s["plugin_overhead"]["mean_step_s"]
