@@ -4,10 +4,15 @@ On the CPU build of vLLM: a tiny Llama with random weights that shares the token
 a tiny predictor trained here; requests go over plain HTTP (urllib) with no ltrsched
 fields. One slot (max_num_seqs=1) makes the service order one prefill per step, which the
 tests read from the server's own step log (a loaded client reads responses out of
-order). Skipped where vLLM is not installed."""
+order). The requests are queued while vLLM is paused (its `/pause?mode=keep&clear_cache=
+false`, served with VLLM_SERVER_DEV_MODE=1: no step runs, new requests wait in the
+scheduler's queue; with the cache cleared, vLLM would preempt the running request),
+so however slowly the client sends them, no engine step passes meanwhile. Skipped where
+vLLM is not installed."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -15,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -36,24 +42,24 @@ from predictor.scoring import score_prompts  # noqa: E402
 from predictor.train import train  # noqa: E402
 from traces.io import write_trace  # noqa: E402
 
-# Steps waited before promotion (the paper's is 200). Larger here so that the client has
-# far more steps than it needs to queue its requests behind the blocker before the low
-# request is due (a promotion that falls while the blocker runs takes effect only after
-# it): beside a CPU hog, queueing 100 requests took 540 steps of the blocker's; with a
-# second job on the other core, 150 requests took over 2,000, and 100 took 2,527 beside
-# a hog. Should the client be slower still, the test skips (it says so).
-STARVATION = 8000
-# Output tokens of each queued request in the starvation test (steps it holds the slot):
-# long, so that few requests fill the STARVATION steps and they queue quickly.
+# Steps waited before promotion (the paper's is 200). The queued requests reach the
+# engine while it is paused, so their client's pace costs no steps.
+STARVATION = 2000
+# Output tokens of each queued request in the starvation test (steps it holds the slot).
 QUEUED_TOKENS = 128
-# Steps the low request waits alone before the others are sent: more than a queued
-# request holds the slot, so the low one is promoted alone and takes the next free slot.
+# Steps the low request waits alone before the engine is paused and the others are sent:
+# more than a queued request holds the slot, so the low one is promoted alone and takes
+# the next free slot before any other reaches STARVATION.
 HEAD_START = 200
-# The blocker holds the one slot until every request sent is in the engine's waiting
-# queue (read from the server's metrics), then its client hangs up and vLLM aborts it;
-# it is long enough never to end by itself (on a loaded machine queueing took longer
-# than 3,000 tokens).
+# The blocker holds the one slot while requests queue (the engine paused meanwhile); it
+# is long enough never to end by itself before its client hangs up (vLLM aborts it).
 BLOCKER_TOKENS = 32000
+# The KV pool (blocks of 128 tokens on CPU): one request of MAX_MODEL_LEN and a margin.
+# Left to vLLM, the CPU engine takes 0.3 of the host's RAM for KV and fills it.
+NUM_GPU_BLOCKS = 300
+# Seconds the engine stays paused after the last request went out, for the server to
+# pass them to the engine (costs no steps; the tests check they all waited together).
+QUEUE_GRACE_S = 3.0
 MAX_MODEL_LEN = 32768
 SHORT_TOKENS = 8
 TINY = dict(backbone="opt-tiny", max_prompt_tokens=32, vocab_size=300, list_size=16,
@@ -106,14 +112,17 @@ def start_server(setup, policy: str):
            "--port", str(port), "--policy", policy,
            "--step-log", str(step_log), "--",
            "--max-num-seqs", "1", "--enforce-eager", "--max-model-len", str(MAX_MODEL_LEN),
-           "--no-enable-prefix-caching"]
-    env = {**os.environ, "VLLM_LOGGING_STREAM": "ext://sys.stderr"}
+           "--no-enable-prefix-caching", "--num-gpu-blocks-override", str(NUM_GPU_BLOCKS)]
+    # VLLM_SERVER_DEV_MODE: vLLM serves /pause and /resume
+    env = {**os.environ, "VLLM_LOGGING_STREAM": "ext://sys.stderr",
+           "VLLM_SERVER_DEV_MODE": "1"}
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            stop_group(proc)  # the leader is gone; the engine core may not be
             pytest.fail(f"server exited {proc.returncode}: {log_path.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as r:
@@ -144,13 +153,55 @@ def plain_server(setup):
     yield from start_server(setup, "ltr")
 
 
-def complete(url: str, model: str, prompt: str, max_tokens: int) -> dict:
-    body = json.dumps({"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                       "ignore_eos": True, "temperature": 0}).encode()
-    req = urllib.request.Request(f"{url}/v1/completions", body,
-                                 {"Content-Type": "application/json"})
+class Sender:
+    """One completion request in a thread of its own; `sent` is set once its body has
+    gone out on the wire (the response is read after that)."""
+
+    def __init__(self, url: str, model: str, prompt: str, max_tokens: int) -> None:
+        self.body = json.dumps({"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                "ignore_eos": True, "temperature": 0})
+        self.url = urllib.parse.urlsplit(url)
+        self.sent = threading.Event()
+        self.status: int | None = None
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self) -> None:
+        conn = http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=600)
+        try:
+            conn.request("POST", "/v1/completions", self.body,
+                         {"Content-Type": "application/json"})
+            self.sent.set()
+            resp = conn.getresponse()
+            resp.read()
+            self.status = resp.status
+        finally:
+            conn.close()
+
+
+def send_while_paused(url: str, model: str, jobs: list[tuple[str, int]]) -> list[Sender]:
+    """With the engine paused, send every (prompt, max_tokens) and give the server time
+    to queue them; no engine step runs meanwhile, whatever the client's pace."""
+    senders = [Sender(url, model, p, n) for p, n in jobs]
+    for s in senders:
+        assert s.sent.wait(120), "a request was never sent"
+    time.sleep(QUEUE_GRACE_S)  # the server's own pace: no step passes while paused
+    return senders
+
+
+def control(url: str, path: str) -> None:
+    """POST to one of vLLM's dev endpoints (/pause, /resume)."""
+    req = urllib.request.Request(f"{url}{path}", b"", method="POST")
     with urllib.request.urlopen(req, timeout=120) as r:
-        return json.load(r)
+        assert r.status == 200, (path, r.status)
+
+
+def finish(senders: list[Sender], blocker: Blocker) -> None:
+    for s in senders:
+        s.thread.join(600)
+    blocker.thread.join(60)
+    assert not any(s.thread.is_alive() for s in senders), "some requests did not complete"
+    assert all(s.status == 200 for s in senders), [s.status for s in senders]
 
 
 class Blocker:
@@ -183,44 +234,23 @@ class Blocker:
             assert time.monotonic() < deadline, f"the blocker got {self.tokens} of {n} tokens"
             time.sleep(0.01)
 
-    def release_when_waiting(self, url: str, sent: int) -> None:
-        """Stop once `sent` requests wait in the engine (read from the server's metrics):
-        from then on the order they are served in is the scheduler's, however slowly
-        the machine took them in."""
-        deadline = time.monotonic() + 120
-        while requests_waiting(url) < sent and time.monotonic() < deadline:
-            assert self.thread.is_alive(), (
-                f"the blocker ended before the requests were queued "
-                f"({requests_waiting(url):.0f} of {sent} waiting)")
-            time.sleep(0.05)
-        assert self.thread.is_alive(), "the blocker ended before the requests queued"
+    def release(self, url: str) -> None:
+        """Resume the paused engine and hang up: vLLM aborts the blocker within a few
+        steps, and the slot goes to the queue in the scheduler's order."""
+        assert self.thread.is_alive(), "the blocker ended before the requests were queued"
         self.stop.set()
-
-
-def requests_waiting(url: str) -> float:
-    """vLLM's gauge of requests in the engine's waiting queue."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith("vllm:num_requests_waiting"):
-                return float(line.rsplit(" ", 1)[1])
-    raise AssertionError("the server's metrics have no vllm:num_requests_waiting")
+        control(url, "/resume")
 
 
 def served_order(url: str, model: str, prompts: list[str]) -> None:
-    """Hold the one slot with a long request; meanwhile send the prompts (in list order);
-    let go once all of them wait in the engine, and wait for every response."""
-    threads = [threading.Thread(target=complete, args=(url, model, p, SHORT_TOKENS))
-               for p in prompts]
+    """Hold the one slot with a long request; pause the engine, send the prompts (in
+    list order), resume and let go of the slot; wait for every response."""
     blocker = Blocker(url, model)
     blocker.wait_tokens(1)  # it runs, alone, from here
-    for t in threads:
-        t.start()
-        time.sleep(0.002)
-    blocker.release_when_waiting(url, len(prompts))
-    for t in threads:
-        t.join(300)
-    blocker.thread.join(60)
-    assert not any(t.is_alive() for t in threads), "some requests did not complete"
+    control(url, "/pause?mode=keep&clear_cache=false")
+    senders = send_while_paused(url, model, [(p, SHORT_TOKENS) for p in prompts])
+    blocker.release(url)
+    finish(senders, blocker)
 
 
 def logged_steps(step_log: Path, prefills: int, timeout_s: float = 60) -> list[dict]:
@@ -261,7 +291,8 @@ def test_a_bad_predictor_directory_stops_the_server_at_start(setup, tmp_path, ca
         [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
          "--load-format", "dummy", "--scheduler-cls", "live.scheduler.PolicyScheduler",
          "--additional-config", cfg, "--gpu-memory-utilization", "0.3", "--enforce-eager",
-         "--max-model-len", "512", "--port", str(free_port())],
+         "--max-model-len", "512", "--num-gpu-blocks-override", "8",
+         "--port", str(free_port())],
         START_TIMEOUT_S)
     assert proc.returncode != 0
     assert "ltrsched plug-in: predictor" in proc.stderr + proc.stdout
@@ -279,7 +310,9 @@ def test_requests_without_scores_are_served_in_predicted_order(plain_server, set
     # A prompt's token count grows with k, so the engine's prefill lengths name the
     # requests: they must come in the order of k over the prompts ranked by score.
     expected = [ks[i] for i in sorted(range(len(prompts)), key=lambda i: -scores[i])]
-    lengths = prefill_order(logged_steps(step_log, 1 + len(prompts)))
+    steps = logged_steps(step_log, 1 + len(prompts))
+    assert max(s["waiting_requests"] for s in steps) == len(prompts)  # all queued together
+    lengths = prefill_order(steps)
     assert len(lengths) == len(prompts)
     assert list(np.argsort(lengths)) == list(np.argsort(expected)), (lengths, expected)
 
@@ -289,8 +322,9 @@ def test_starvation_prevention_promotes_a_request_that_waited_too_long(server, s
     request, alone in the queue behind the blocker, is scheduled between STARVATION and
     STARVATION + QUEUED_TOKENS - 1 steps after it began to wait (promoted at STARVATION,
     it takes the slot when the request holding it ends), while higher-scored
-    requests still wait. Each queued request waits fewer steps than it, so it is the only
-    one promoted by then; unpromoted it would be served last."""
+    requests still wait. The others reach the queue while the engine is paused, after
+    it waited HEAD_START steps, so it is the only one promoted by then; unpromoted it
+    would be served last."""
     url, model_id, d, step_log = server
     predictor = load_predictor(d / "predictor")
     tokenizer = AutoTokenizer.from_pretrained(setup[1])
@@ -298,45 +332,45 @@ def test_starvation_prevention_promotes_a_request_that_waited_too_long(server, s
     scores = score_prompts(predictor, pool)
     low = int(np.argmin(scores))
     length = [len(tokenizer(p)["input_ids"]) for p in pool]
-    # 35 higher-scored prompts, none as long as the low one (its prefill names it), sent
-    # twice: 70 requests queued up front, so the queue needs no refills from the client;
-    # at most about 61 of them run in the STARVATION steps.
+    # 35 higher-scored prompts, none as long as the low one (its prefill names it): they
+    # hold the slot 35 x QUEUED_TOKENS steps, far past the promotion at STARVATION.
     higher = [i for i in np.argsort(-scores) if length[i] != length[low]][:35]
-    queued = [pool[i] for i in higher] * 2
-    threads = [threading.Thread(target=complete, args=(url, model_id, p, n))
-               for p, n in [(pool[low], SHORT_TOKENS), *((p, QUEUED_TOKENS) for p in queued)]]
+    assert len(higher) * QUEUED_TOKENS > STARVATION + 5 * QUEUED_TOKENS
     blocker = Blocker(url, model_id)
     blocker.wait_tokens(1)
-    threads[0].start()
-    deadline = time.monotonic() + 60
-    while requests_waiting(url) < 1:
-        assert time.monotonic() < deadline, "the low request never reached the queue"
-        time.sleep(0.01)
+    first = Sender(url, model_id, pool[low], SHORT_TOKENS)
     # It waits alone for HEAD_START steps or more before the others are sent, so they
     # reach STARVATION steps waited that much later than it.
+    deadline = time.monotonic() + 120
+    while not low_request_waiting(step_log):
+        assert time.monotonic() < deadline, "the low request never reached the queue"
+        time.sleep(0.01)
     blocker.wait_tokens(blocker.tokens + HEAD_START)
-    for t in threads[1:]:
-        t.start()
-    blocker.release_when_waiting(url, len(threads))
-    for t in threads:
-        t.join(300)
-    blocker.thread.join(60)
-    assert not any(t.is_alive() for t in threads), "some requests did not complete"
+    control(url, "/pause?mode=keep&clear_cache=false")
+    senders = [first, *send_while_paused(url, model_id,
+                                         [(pool[i], QUEUED_TOKENS) for i in higher])]
+    blocker.release(url)
+    finish(senders, blocker)
     # The policy counts steps that schedule something (an idle step waits for no one).
-    steps = [s for s in logged_steps(step_log, 1 + len(threads)) if s["scheduled_requests"]]
+    steps = [s for s in logged_steps(step_log, 1 + len(senders)) if s["scheduled_requests"]]
+    assert max(s["waiting_requests"] for s in steps) == len(senders)  # all queued together
     arrived = next(i for i, s in enumerate(steps) if s["waiting_requests"] >= 1)
     assert steps[arrived]["waiting_requests"] == 1  # the low request, alone
+    others = next(i for i, s in enumerate(steps) if s["waiting_requests"] > 1)
+    assert others - arrived >= HEAD_START  # its head start, in steps
     served = [i for i, s in enumerate(steps) if s["prefill_tokens"] == length[low]]
     assert len(served) == 1, served
     waited = served[0] - arrived
-    # The known answer needs the blocker gone before the promotion: otherwise the others
-    # may reach STARVATION too while it runs, and the promoted ones go by score.
-    freed = next(i for i in range(arrived + 1, len(steps)) if steps[i]["prefill_tokens"])
-    if freed - arrived >= STARVATION and freed != served[0]:
-        pytest.skip(f"the client queued {len(threads)} requests in {freed - arrived} steps, "
-                    f"past the promotion at {STARVATION}: too slow a machine for this test")
     assert STARVATION <= waited < STARVATION + QUEUED_TOKENS, waited
     assert steps[served[0]]["waiting_requests"] >= 5  # higher-scored ones still queued
     log = step_log.read_text().splitlines()
-    assert sum(s["scored_requests"] for s in steps) >= len(threads)
+    assert sum(s["scored_requests"] for s in steps) >= len(senders)
     assert not [x for x in log if '"kind": "error"' in x]
+
+
+def low_request_waiting(step_log: Path) -> bool:
+    """Whether the server's step log shows a request waiting (the log is flushed every
+    few steps)."""
+    text = step_log.read_text() if step_log.exists() else ""
+    return any(json.loads(x)["waiting_requests"] >= 1
+               for x in text.splitlines() if '"kind": "step"' in x)
