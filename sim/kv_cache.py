@@ -249,7 +249,11 @@ class KVCacheManager:
             r.blocks = 0
             return
         if not r.held and not keep_all and not keep_next_turn:
-            self._free_anonymous(r.blocks)
+            # As below: the partly filled last block goes to the head (vLLM 0.32), the
+            # full ones to the tail.
+            full = min(r.num_computed // self.block_size, r.blocks)
+            self._free_front(r.blocks - full)
+            self._free_anonymous(full)
             r.blocks = 0
             r.registered = 0
             return

@@ -368,14 +368,6 @@ def test_vllm_evicts_a_sessions_blocks_during_its_think_time(evict_runs):
     assert live["cached_tokens"].to_dict() == evict_runs["expect"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="simulator bug: sim/kv_cache.py KVCacheManager.release frees a request that holds no "
-    "cached block (no later request repeats its content) all to the tail of the free "
-    "queue, its partial block included; vLLM 0.32 puts that block at the head. Here "
-    "request 1's partial block then outlives the session's third block, the simulator "
-    "evicts 2 of the session's blocks instead of 1 and finds 32 tokens, not 64",
-)
 def test_the_simulator_evicts_the_blocks_vllm_evicts(evict_runs):
     """The simulated hits equal vLLM's request by request under eviction too."""
     assert evict_runs["sim"]["cached_tokens"].to_dict() == evict_runs["expect"]

@@ -48,6 +48,21 @@ def test_identical_prompt_prefills_its_partial_last_block_only():
     assert res.summary["prefix_hit_rate"] == pytest.approx(8 / 20)
 
 
+def test_a_freed_partial_block_is_reused_first_and_full_ones_evicted_oldest_first():
+    # vLLM 0.32's free queue (block_pool.free_blocks), worked by hand on 8 blocks of 4:
+    # 0 (12+2 tokens: blocks a0 a1 a2 and a partial one) ends; its partial block goes to
+    # the head, a2 a1 a0 to the tail. 1 (same shape, b0 b1 b2) takes the partial block and
+    # 3 unused ones; its partial goes to the head. 2 (8+2 tokens: 3 blocks) takes that
+    # partial block, the last unused one, then evicts the oldest cached block, a2. So 3,
+    # repeating 0's prompt, finds a0 a1 only: 8 tokens. Freeing the partial blocks to the
+    # tail instead would let 2 evict a2 a1 a0 and 3 find nothing.
+    rows = [(0, 12, 2), (100, 12, 2), (200, 8, 2), (300, 16, 1)]
+    ids = [[1, 2, 3], [4, 5, 6], [7, 8], [1, 2, 3, 9]]
+    res = run(trace(rows, ids), blocks=8)
+    assert list(res.requests["cached_tokens"]) == [0, 0, 0, 8]
+    assert res.summary["prefix_blocks_evicted"] == 1
+
+
 def test_a_full_hit_still_computes_the_last_block():
     # 8 tokens = 2 full blocks: vLLM computes at least the last token, and hits are whole
     # blocks, so the second request hits 1 block and prefills 4 tokens.
