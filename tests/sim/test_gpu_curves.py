@@ -14,11 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ltrsched.cli import main
+from sim.errors import SimError
 from sim.gpu_curves import AllreduceCurve, LinearCurve, datasheet_error_pct, load_gpu_curves
 from sim.models import arch_from_config
 from sim.profile import MEASURED_TABLE_TOKENS, experts_touched_table, profile_from_dict
 from sim.roofline import Factors, build_roofline, profile_header
-from sim.errors import SimError
 
 TINY = {
     "model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
