@@ -282,7 +282,9 @@ def measured_gemm_tables(
         e_t = touched[np.minimum(n.astype(np.int64), len(touched) - 1)]
         per_expert = np.where(e_t > 0, n * r["experts_per_token"] / np.maximum(e_t, 1e-12), 0.0)
         for k, out, count in m["expert_ops"]:
-            lin += count * e_t * gemm(per_expert, k, out, wb)
+            # vLLM's fused MoE runs all touched experts in one kernel: its fixed time once.
+            work = gemm(per_expert, k, out, wb) - curve.kernel_s
+            lin += count * np.where(e_t > 0, curve.kernel_s + e_t * work, 0.0)
     k, out = m["lm_head"]
     head = gemm(n, k, out, 2.0)
     lin[0] = head[0] = 0.0  # no tokens, no GEMMs

@@ -73,6 +73,14 @@ def roofline(
             help="Price even a GPU with measured kernel curves at its datasheet peaks.",
         ),
     ] = False,
+    measured_allreduce: Annotated[
+        bool,
+        Opt(
+            "--measured-allreduce",
+            help="Price all-reduces on the GPU's measured NCCL collective (where measured) "
+            "instead of the fitted latency and the link's datasheet rate.",
+        ),
+    ] = False,
 ) -> None:
     """Estimate a step-time profile from FLOPs and bytes (an estimate, not a measurement)."""
     from sim.profile import profile_from_dict
@@ -91,6 +99,7 @@ def roofline(
         factors=load_factors(factors) if factors else None,
         name=name,
         measured_curves=not datasheet_only,
+        measured_allreduce=measured_allreduce,
     )
     # Every option spelled out, so the header's command remakes the file whatever the defaults.
     given = [
@@ -106,6 +115,7 @@ def roofline(
         ("--factors", factors),
         ("--name", name),
         ("--datasheet-only", "" if datasheet_only else None),
+        ("--measured-allreduce", "" if measured_allreduce else None),
         ("-o", out),
     ]
     command = " ".join(

@@ -152,11 +152,14 @@ def build_roofline(
     factors: Factors | None = None,
     name: str | None = None,
     measured_curves: bool = True,
+    measured_allreduce: bool = False,
 ) -> dict[str, Any]:
     """The roofline profile mapping for a model on tp GPUs of one kind; SimError (one line)
     for what vLLM would refuse: heads tp does not divide, weights that do not fit, a
     max_model_len longer than the KV cache. measured_curves=False prices even a measured
-    GPU at its datasheet peaks."""
+    GPU at its datasheet peaks. measured_allreduce: price all-reduces on the measured
+    collective (NCCL, measured outside CUDA graphs), not the fitted latency and the link;
+    off by default, since vLLM's own custom all-reduce serves decode-sized messages."""
     arch = model if isinstance(model, ModelArch) else load_model_config(model)
     spec = gpu if isinstance(gpu, GpuSpec) else load_gpu(gpu)
     factors = factors or load_factors()
@@ -215,7 +218,11 @@ def build_roofline(
         "host_link_bytes_s": spec.host_link_bytes_s,
     }
     name = name or f"{_slug(arch.name)}_{_slug(spec.name)}_tp{tp}_{weight_dtype}_roofline"
-    measured = measured_section(arch, spec, tp, weight_dtype) if measured_curves else None
+    measured = (
+        measured_section(arch, spec, tp, weight_dtype, measured_allreduce)
+        if measured_curves
+        else None
+    )
     profile = {
         "name": name,
         "form": "roofline",
@@ -280,7 +287,7 @@ def build_roofline(
 
 
 def measured_section(
-    arch: ModelArch, spec: GpuSpec, tp: int, weight_dtype: str
+    arch: ModelArch, spec: GpuSpec, tp: int, weight_dtype: str, allreduce: bool = False
 ) -> dict[str, Any] | None:
     """The profile's `measured` section for a GPU of the shipped table with measured
     curves: the curves, and the GEMMs one rank runs per step (k inputs, n outputs, count)."""
@@ -324,7 +331,7 @@ def measured_section(
         "lm_head": [float(h), float(arch.vocab_size / tp)],
     }
     ar = curves.allreduce.get(tp)
-    if tp > 1 and ar is not None:
+    if allreduce and tp > 1 and ar is not None:
         section["allreduce"] = {
             "latency_s": ar.latency_s,
             "bandwidth_bytes_s": ar.bandwidth_bytes_s,
