@@ -284,16 +284,17 @@ FACTORS_TEMPLATE = """\
 {provenance}
 factors:
   # Achieved shares of the datasheet peaks. A GPU with measured curves
-  # (sim/data/gpu_curves.json) prices its GEMMs and all-reduces on them, not on these.
+  # (sim/data/gpu_curves.json) prices its GEMMs on them, not on these shares.
   # memory_bandwidth_share: KV reads and writes (and, on datasheet-only GPUs, weight reads);
-  # gemm_flops_share, allreduce_latency_s: datasheet-only GPUs (FITTED only when a run
-  # reads them; the provenance above says which were). ASSUMED: attention_flops_share
-  # (typical of FlashAttention; these runs do not move it) and interconnect_share.
+  # gemm_flops_share: datasheet-only GPUs (FITTED only when a run reads it; the provenance
+  # above says which factors were). ASSUMED: attention_flops_share (typical of
+  # FlashAttention; these runs do not move it) and interconnect_share.
   gemm_flops_share: {gemm_flops_share:.4g}
   attention_flops_share: {attention_flops_share:.4g}
   memory_bandwidth_share: {memory_bandwidth_share:.4g}
   interconnect_share: {interconnect_share:.4g}
-  # FITTED: the fixed cost of one all-reduce (vLLM's custom all-reduce over NVLink).
+  # FITTED: the fixed cost of one all-reduce (vLLM's custom all-reduce over NVLink; a
+  # profile made with --measured-allreduce uses the measured NCCL collective instead).
   allreduce_latency_s: {allreduce_latency_s:.4g}
   # FITTED: scheduler, input preparation and sampling per step that the GPU does not hide
   # (vLLM 0.15 plans step N+1 while step N runs, so little of it shows).
