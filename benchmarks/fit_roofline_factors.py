@@ -152,6 +152,23 @@ def best_overhead(sim: pd.DataFrame, cases: list[Case]) -> tuple[float, float]:
     return math.exp(res.x), float(res.fun)
 
 
+def searched(cases: list[Case]) -> list[str]:
+    """FITTED less the factors no run's profile reads: the GEMM share where every profile
+    prices its GEMMs on measured GPU curves, the all-reduce latency where every TP > 1 run
+    uses a measured collective."""
+    names = list(FITTED)
+
+    def measured(c: Case) -> dict:
+        return getattr(c.profile, "measured", None) or {}
+
+    if cases and all(measured(c) for c in cases):
+        names.remove("gemm_flops_share")
+    multi = [c for c in cases if c.exp.tp > 1]
+    if multi and all(measured(c).get("allreduce") for c in multi):
+        names.remove("allreduce_latency_s")
+    return names
+
+
 @dataclass
 class Fit:
     factors: dict[str, float]  # the searched ones
@@ -172,7 +189,7 @@ def fit(
     step in log units."""
     from scipy.optimize import minimize
 
-    names = list(FITTED)
+    names = searched(cases)
     bounds = [(math.log(FITTED[k][0]), math.log(FITTED[k][1])) for k in names]
     x0 = np.array(
         [min(max(math.log(start[k]), lo), hi) for k, (lo, hi) in zip(names, bounds, strict=True)]
@@ -266,16 +283,18 @@ FACTORS_TEMPLATE = """\
 # benchmarks/fit_roofline_factors.py writes it (change the script, not the numbers):
 {provenance}
 factors:
-  # Achieved shares of the datasheet peaks. FITTED: memory_bandwidth_share (decode reads
-  # the weights and KV each step) and gemm_flops_share (only prefill misses of the prefix
-  # cache time it: weakly constrained). ASSUMED: attention_flops_share (typical of
-  # FlashAttention; these runs do not move it) and interconnect_share (decode all-reduces
-  # are latency-bound).
+  # Achieved shares of the datasheet peaks. A GPU with measured curves
+  # (sim/data/gpu_curves.json) prices its GEMMs on them, not on these shares.
+  # memory_bandwidth_share: KV reads and writes (and, on datasheet-only GPUs, weight reads);
+  # gemm_flops_share: datasheet-only GPUs (FITTED only when a run reads it; the provenance
+  # above says which factors were). ASSUMED: attention_flops_share (typical of
+  # FlashAttention; these runs do not move it) and interconnect_share.
   gemm_flops_share: {gemm_flops_share:.4g}
   attention_flops_share: {attention_flops_share:.4g}
   memory_bandwidth_share: {memory_bandwidth_share:.4g}
   interconnect_share: {interconnect_share:.4g}
-  # FITTED: the fixed cost of one all-reduce (vLLM's custom all-reduce over NVLink).
+  # FITTED: the fixed cost of one all-reduce (vLLM's custom all-reduce over NVLink; a
+  # profile made with --measured-allreduce uses the measured NCCL collective instead).
   allreduce_latency_s: {allreduce_latency_s:.4g}
   # FITTED: scheduler, input preparation and sampling per step that the GPU does not hide
   # (vLLM 0.15 plans step N+1 while step N runs, so little of it shows).
@@ -392,9 +411,10 @@ def write_factors(args, argv, best: Fit, out: dict, current) -> None:
     cmd = "python benchmarks/fit_roofline_factors.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
+    names = list(best.factors)
     prov = [
-        f"what: {', '.join(list(FITTED)[:3])},",
-        f"  {', '.join(list(FITTED)[3:])}, request_overhead_s; one set for all runs",
+        f"what: {', '.join(names[:3])},",
+        f"  {', '.join(names[3:])}, request_overhead_s; one set for all runs",
         f"on: the {len(out['runs'])} runs in benchmarks/data/sim_to_real/ (vLLM 0.15.1, H100-SXM,",
         "  TP 1-4, 6 models; its README gives the sources and what the runs did)",
         "loss: the sum over runs of squared log errors of mean E2E, mean TTFT and ITL",
@@ -431,7 +451,7 @@ def run(args: argparse.Namespace, workdir: Path, argv: list[str] | None) -> int:
         v = current.factors[k]
         start[k] = v if lo <= v <= hi else math.sqrt(lo * hi)
 
-    _log(f"fitting {', '.join(FITTED)} on {len(cases)} runs ...")
+    _log(f"fitting {', '.join(searched(cases))} on {len(cases)} runs ...")
     best = fit(cases, start, args.max_evals, log=_log)
     after, overhead = scored(cases, best.factors)
     best = replace(best, request_overhead_s=overhead)

@@ -245,6 +245,26 @@ def median_abs_errors(errors: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["source", "metric"], key=lambda col: col.map(rank), ignore_index=True)
 
 
+def group_medians(errors: pd.DataFrame, experiments: list[Experiment]) -> pd.DataFrame:
+    """Our median |error| (%) per GPU, per TP and per model, each metric, and runs counted."""
+    mine = errors[errors["source"] == OURS]
+    if mine.empty:
+        return pd.DataFrame()
+    facts = pd.DataFrame(
+        {"exp_id": e.exp_id, "gpu": e.gpu, "tp": f"TP {e.tp}", "model": e.model.split("/")[-1]}
+        for e in experiments
+    )
+    mine = mine.merge(facts, on="exp_id").assign(abs_pct=lambda d: d["error_pct"].abs())
+    rows = []
+    for by in ("gpu", "tp", "model"):
+        for value, g in mine.groupby(by):
+            row = {"by": by, "group": value, "runs": g["exp_id"].nunique()}
+            for m in METRICS:
+                row[METRIC_LABELS[m]] = float(g.loc[g["metric"] == m, "abs_pct"].median())
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def verdicts(medians: pd.DataFrame, engine_s: dict[str, float]) -> list[dict]:
     """Each target of the issue on our own numbers: what, value, target, met."""
     mine = medians[medians["source"] == OURS].set_index("metric")["median_abs_pct"]
@@ -347,8 +367,9 @@ BUNDLED_GPU = {"H100": "H100-SXM"}
 DTYPE = {"FP16": "fp16", "BF16": "bf16", "FP8": "fp8"}
 
 
-def make_profile(exp: Experiment, out: Path) -> Path:
-    """A roofline step-time profile for the run's model, GPU and TP (no per-run tuning)."""
+def make_profile(exp: Experiment, out: Path, datasheet_only: bool = False) -> Path:
+    """A roofline step-time profile for the run's model, GPU and TP (no per-run tuning);
+    datasheet_only: without the GPU's measured kernel curves."""
     argv = [
         "profile",
         "roofline",
@@ -368,6 +389,7 @@ def make_profile(exp: Experiment, out: Path) -> Path:
         str(exp.max_num_batched_tokens),
         "--block-size",
         str(exp.block_size),
+        *(["--datasheet-only"] if datasheet_only else []),
         "-o",
         str(out),
     ]
@@ -436,7 +458,11 @@ def select(experiments: list[Experiment], only: list[str] | None) -> list[Experi
 
 
 def simulate_all(
-    experiments: list[Experiment], measured: pd.DataFrame, seed: int, workdir: Path
+    experiments: list[Experiment],
+    measured: pd.DataFrame,
+    seed: int,
+    workdir: Path,
+    datasheet_only: bool = False,
 ) -> pd.DataFrame:
     """Our whole-run numbers per run (indexed by exp_id), ITL as the source computes it."""
     missing = missing_pieces()
@@ -452,7 +478,9 @@ def simulate_all(
     for exp in experiments:
         key = (exp.model, exp.gpu, exp.tp)
         if key not in profiles:
-            profiles[key] = make_profile(exp, workdir / f"profile-{len(profiles)}.yaml")
+            profiles[key] = make_profile(
+                exp, workdir / f"profile-{len(profiles)}.yaml", datasheet_only
+            )
         trace = build_trace(exp, seed, workdir / f"{exp.exp_id}.parquet")
         got = with_client_itl(simulate_run(exp, trace, profiles[key]), actual.loc[exp.exp_id])
         rows[exp.exp_id] = got
@@ -519,6 +547,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="print the published numbers only, without simulating",
     )
+    ap.add_argument(
+        "--datasheet-only",
+        action="store_true",
+        help="price every GPU at its datasheet peaks, without measured kernel curves",
+    )
     ap.add_argument("--json", type=Path, help="write the numbers to this file")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = ap.parse_args(argv)
@@ -539,10 +572,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.peers_only:
         if args.workdir:
             args.workdir.mkdir(parents=True, exist_ok=True)
-            ours = simulate_all(experiments, measured, args.seed, args.workdir)
+            ours = simulate_all(experiments, measured, args.seed, args.workdir, args.datasheet_only)
         else:
             with tempfile.TemporaryDirectory() as tmp:
-                ours = simulate_all(experiments, measured, args.seed, Path(tmp))
+                ours = simulate_all(
+                    experiments, measured, args.seed, Path(tmp), args.datasheet_only
+                )
     errors = error_table(measured, ours)
     medians = median_abs_errors(errors)
 
@@ -563,6 +598,11 @@ def run(args: argparse.Namespace) -> int:
         "medians": medians.to_dict("records"),
     }
     missed = []
+    groups = group_medians(errors, experiments)
+    if not groups.empty:
+        print("\nour median |error| % per GPU, TP and model")
+        print(groups.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
+        results["group_medians"] = groups.to_dict("records")
     if ours is not None:
         results["ours"] = ours.reset_index(names="exp_id").to_dict("records")
         results["targets"] = checks = verdicts(medians, dict(ours["engine_s"]))

@@ -269,7 +269,15 @@ def apply_knobs(profile: StepTimeProfile, values: dict[str, float]) -> StepTimeP
         for k in ("memory_bandwidth_share", "step_overhead_s"):
             if k in values:
                 f[k] = min(1.0, float(values[k])) if k.endswith("_share") else float(values[k])
-        return replace(out, factors=f)
+        m = profile.measured
+        if m:  # GEMMs priced on measured curves: the same knobs move those curves
+            m = dict(m)
+            if "compute" in values:
+                m["flops_scale"] = m.get("flops_scale", 1.0) * values["compute"]
+            if "memory_bandwidth_share" in values:
+                ratio = f["memory_bandwidth_share"] / profile.factors["memory_bandwidth_share"]
+                m["weight_bandwidth_bytes_s"] = m["weight_bandwidth_bytes_s"] * ratio
+        return replace(out, factors=f, measured=m)
     changes = {}
     if "prefill" in values:  # a multiplier on time
         for k in ("prefill_token_s", "prefill_sq_s", "prefill_ctx_token_s"):

@@ -20,6 +20,11 @@ C context tokens in all, and swaps B KV blocks. Two forms, one file each (YAML o
   GEMMs and attention run one after the other in a step, so each is its own roofline.
   layer_overhead: the fixed time of one layer's kernels that no roofline counts (launch,
   ramp-up and tail of each of a layer's ~10 kernels), paid by every layer of every step.
+  With a `measured` section (a GPU with kernel measurements, sim/gpu_curves.py), the GEMM
+  term is instead the sum over the rank's GEMMs of that GPU's measured curve, each at its
+  own token count (routed experts at the tokens each touched expert gets, a grouped GEMM
+  of small batches; the LM head at D), and each all-reduce costs the measured latency plus
+  its bytes over the measured bandwidth for this TP size.
 
 Both forms also carry request_overhead_s: the front end's time per request (HTTP server,
 tokenizer, detokenizer) that a client's TTFT and end-to-end latency include and the
@@ -147,8 +152,10 @@ class RooflineProfile(StepTimeProfile):
     source: str = "first-principles"
     roofline: dict[str, float] = field(default_factory=dict)
     factors: dict[str, float] = field(default_factory=dict)
+    measured: dict[str, Any] | None = None
     _k: tuple = field(init=False, repr=False, compare=False, default=())
     _touched: Any = field(init=False, repr=False, compare=False, default=None)
+    _linear: Any = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         r, f = self.roofline, self.factors
@@ -173,14 +180,25 @@ class RooflineProfile(StepTimeProfile):
             r["allreduce_bytes_per_token"] * ring if tp > 1 else 0.0,
             r["swap_bytes_per_block"] / (r["host_link_bytes_s"] / 2),
         )
-        object.__setattr__(self, "_k", k)
-        object.__setattr__(self, "swap_block_s", k[9])
         if int(r["num_experts"]) > 0:
             object.__setattr__(
                 self,
                 "_touched",
                 experts_touched_table(int(r["num_experts"]), int(r["experts_per_token"])),
             )
+        if self.measured:
+            m = self.measured
+            ar = m.get("allreduce")
+            if tp > 1 and ar:
+                k = (
+                    *k[:7],
+                    r["allreduces_per_step"] * ar["latency_s"],
+                    r["allreduce_bytes_per_token"] / ar["bandwidth_bytes_s"],
+                    k[9],
+                )
+            object.__setattr__(self, "_linear", measured_gemm_tables(m, r, self._touched))
+        object.__setattr__(self, "_k", k)
+        object.__setattr__(self, "swap_block_s", k[9])
 
     def step_time(
         self, prefill_tokens, prefill_sq, decode_reqs, decode_ctx, swap_blocks=0, prefill_ctx=0
@@ -193,6 +211,15 @@ class RooflineProfile(StepTimeProfile):
         tokens = prefill_tokens + decode_reqs
         plain = type(tokens) is int and type(decode_ctx) in (int, float)
         larger = max if plain else np.maximum
+        if self._linear is not None:
+            lin, head, last = self._linear
+            if plain:
+                gemm = _lookup(lin, tokens, last) + _lookup(head, decode_reqs, last)
+            else:
+                gemm = _lookup_array(lin, tokens, last) + _lookup_array(head, decode_reqs, last)
+            pairs = prefill_ctx + 0.5 * (prefill_sq + prefill_tokens) + decode_ctx
+            attention = larger(at_s * pairs, kv_s * (decode_ctx + tokens))
+            return over + gemm + attention + (ar_fix + ar_tok * tokens) + swap_s * swap_blocks
         weights = w_s
         if self._touched is not None:
             last = len(self._touched) - 1
@@ -212,10 +239,69 @@ class RooflineProfile(StepTimeProfile):
     @property
     def label(self) -> str:
         fitted = " fitted to bench results" if self.fit_error else ""
+        curves = " on measured GPU curves" if self.measured else ""
         return (
             f"{self.name} ({self.model} on {self.gpu}) [FIRST-PRINCIPLES ESTIMATE "
-            f"(roofline){fitted}, not measured]"
+            f"(roofline{curves}){fitted}, not measured]"
         )
+
+
+# Token counts the GEMM tables hold; past the end, the last step's slope carries on.
+MEASURED_TABLE_TOKENS = 16384
+
+
+def measured_gemm_tables(
+    m: dict[str, Any], r: dict[str, float], touched: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Time of a step's GEMMs on one rank by token count (all but the LM head), and of
+    the LM head by sampled sequences, from the measured curve (sim/gpu_curves.py)."""
+    from sim.gpu_curves import LinearCurve
+
+    curve = LinearCurve(
+        tokens=tuple(m["gemm_tokens"]),
+        flops_s=tuple(f * m.get("flops_scale", 1.0) for f in m["gemm_flops_s"]),
+        weight_bandwidth_bytes_s=m["weight_bandwidth_bytes_s"],
+        kernel_s=m["kernel_s"],
+    )
+    wb = m.get("weight_dtype_bytes", 2.0)
+    n = np.arange(MEASURED_TABLE_TOKENS + 1, dtype=np.float64)
+
+    def gemm(tokens, k, out, dtype_bytes):
+        # One GEMM: fixed time + max(FLOPs / F(tokens), (weights + in/out activations) / BW).
+        flops = 2.0 * tokens * k * out
+        nbytes = dtype_bytes * k * out + 2.0 * tokens * (k + out)
+        f = curve.flops_at(np.maximum(tokens, 1.0))
+        return curve.kernel_s + np.maximum(flops / f, nbytes / curve.weight_bandwidth_bytes_s)
+
+    lin = np.zeros_like(n)
+    for k, out, count in m["linear_ops"]:
+        lin += count * gemm(n, k, out, wb)
+    if m.get("expert_ops") and touched is not None:
+        # A grouped GEMM: the touched experts each multiply their share of the step's
+        # tokens (uniform routing), so small steps run far from the GEMM's peak.
+        e_t = touched[np.minimum(n.astype(np.int64), len(touched) - 1)]
+        per_expert = np.where(e_t > 0, n * r["experts_per_token"] / np.maximum(e_t, 1e-12), 0.0)
+        for k, out, count in m["expert_ops"]:
+            # vLLM's fused MoE runs all touched experts in one kernel: its fixed time once.
+            work = gemm(per_expert, k, out, wb) - curve.kernel_s
+            lin += count * np.where(e_t > 0, curve.kernel_s + e_t * work, 0.0)
+    k, out = m["lm_head"]
+    head = gemm(n, k, out, 2.0)
+    lin[0] = head[0] = 0.0  # no tokens, no GEMMs
+    return lin, head, MEASURED_TABLE_TOKENS
+
+
+def _lookup(table: np.ndarray, i: int, last: int) -> float:
+    if i <= last:
+        return float(table[i])
+    return float(table[last]) + (float(table[last]) - float(table[last - 1])) * (i - last)
+
+
+def _lookup_array(table: np.ndarray, i: Any, last: int) -> np.ndarray:
+    i = np.asarray(i, np.int64)
+    inside = table[np.minimum(i, last)]
+    slope = table[last] - table[last - 1]
+    return np.where(i <= last, inside, table[last] + slope * (i - last))
 
 
 def experts_touched_table(num_experts: int, top_k: int) -> np.ndarray:
@@ -298,7 +384,10 @@ def profile_from_dict(data: dict[str, Any], where: str = "profile") -> StepTimeP
         path=where,
     )
     if form == "roofline":
-        return RooflineProfile(**common, **_roofline_sections(data, where))
+        sections = _roofline_sections(data, where)
+        return RooflineProfile(
+            **common, **sections, measured=_measured(data.get("measured"), where)
+        )
     coeffs = data.get("coefficients")
     if not isinstance(coeffs, dict):
         raise SimError(f"{where}: missing 'coefficients' mapping")
@@ -353,6 +442,63 @@ def _roofline_sections(data: dict[str, Any], where: str) -> dict[str, Any]:
     if unknown:
         raise SimError(f"{where}: unknown roofline term(s) {', '.join(sorted(unknown))}")
     return {"roofline": terms, "factors": factors}
+
+
+MEASURED_NUMBERS = ("weight_bandwidth_bytes_s", "kernel_s")
+
+
+def _measured(m: Any, where: str) -> dict[str, Any] | None:
+    """The optional `measured` section of a roofline profile: a GPU's curves and the
+    rank's GEMM shapes (sim/roofline.py writes it); errors name the key."""
+    if m is None:
+        return None
+    if not isinstance(m, dict):
+        raise SimError(f"{where}: measured must be a mapping")
+
+    def bad(key: str, what: str) -> SimError:
+        return SimError(f"{where}: measured.{key} {what}, got {m.get(key)!r}")
+
+    out = dict(m)
+    for key in MEASURED_NUMBERS:
+        if not _number(m.get(key)) or m[key] < 0 or (key != "kernel_s" and m[key] <= 0):
+            raise bad(key, "must be a number > 0")
+    for key in ("flops_scale", "weight_dtype_bytes"):
+        if key in m and (not _number(m[key]) or m[key] <= 0):
+            raise bad(key, "must be a number > 0")
+    tokens, flops = m.get("gemm_tokens"), m.get("gemm_flops_s")
+    if (
+        not isinstance(tokens, list)
+        or not isinstance(flops, list)
+        or len(tokens) < 2
+        or len(tokens) != len(flops)
+        or not all(_number(x) and x >= 1 for x in tokens)
+        or not all(_number(x) and x > 0 for x in flops)
+        or any(b <= a for a, b in zip(tokens[:-1], tokens[1:], strict=True))
+    ):
+        raise bad(
+            "gemm_tokens",
+            "and gemm_flops_s must be lists of equal length (tokens rising from >= 1, FLOP/s > 0)",
+        )
+    for key in ("linear_ops", "expert_ops"):
+        ops = m.get(key, [] if key == "expert_ops" else None)
+        if not isinstance(ops, list) or not all(
+            isinstance(o, list) and len(o) == 3 and all(_number(x) and x >= 0 for x in o)
+            for o in ops
+        ):
+            raise bad(key, "must be a list of [k, n, count] (numbers >= 0)")
+    head = m.get("lm_head")
+    if not isinstance(head, list) or len(head) != 2 or not all(_number(x) and x > 0 for x in head):
+        raise bad("lm_head", "must be [k, n] (numbers > 0)")
+    ar = m.get("allreduce")
+    if ar is not None and (
+        not isinstance(ar, dict)
+        or not _number(ar.get("latency_s"))
+        or ar["latency_s"] < 0
+        or not _number(ar.get("bandwidth_bytes_s"))
+        or ar["bandwidth_bytes_s"] <= 0
+    ):
+        raise bad("allreduce", "must hold latency_s >= 0 and bandwidth_bytes_s > 0")
+    return out
 
 
 def _memory(m: Any, where: str) -> MemoryModel | None:

@@ -66,10 +66,25 @@ def roofline(
         Path | None, Opt(help="Efficiency factors file [sim/data/roofline_factors.yaml].")
     ] = None,
     name: Annotated[str | None, Opt(help="Profile name [model_gpu_tpN_dtype_roofline].")] = None,
+    datasheet_only: Annotated[
+        bool,
+        Opt(
+            "--datasheet-only",
+            help="Price even a GPU with measured kernel curves at its datasheet peaks.",
+        ),
+    ] = False,
+    measured_allreduce: Annotated[
+        bool,
+        Opt(
+            "--measured-allreduce",
+            help="Price all-reduces on the GPU's measured NCCL collective (where measured) "
+            "instead of the fitted latency and the link's datasheet rate.",
+        ),
+    ] = False,
 ) -> None:
     """Estimate a step-time profile from FLOPs and bytes (an estimate, not a measurement)."""
     from sim.profile import profile_from_dict
-    from sim.roofline import ESTIMATE_HEADER, build_roofline, load_factors, write_profile
+    from sim.roofline import build_roofline, load_factors, profile_header, write_profile
 
     prof = build_roofline(
         model,
@@ -83,6 +98,8 @@ def roofline(
         max_num_batched_tokens=max_num_batched_tokens,
         factors=load_factors(factors) if factors else None,
         name=name,
+        measured_curves=not datasheet_only,
+        measured_allreduce=measured_allreduce,
     )
     # Every option spelled out, so the header's command remakes the file whatever the defaults.
     given = [
@@ -97,18 +114,25 @@ def roofline(
         ("--max-num-batched-tokens", max_num_batched_tokens),
         ("--factors", factors),
         ("--name", name),
+        ("--datasheet-only", "" if datasheet_only else None),
+        ("--measured-allreduce", "" if measured_allreduce else None),
         ("-o", out),
     ]
     command = " ".join(
         ["ltrsched profile roofline"]
-        + [f"{flag} {shlex.quote(str(v))}" for flag, v in given if v is not None]
+        + [
+            f"{flag} {shlex.quote(str(v))}" if v != "" else flag
+            for flag, v in given
+            if v is not None
+        ]
     )
     factors_note = "" if factors else " (factors: sim/data/roofline_factors.yaml)"
-    write_profile(prof, out, header=f"{ESTIMATE_HEADER}# made by: {command}{factors_note}\n")
+    write_profile(prof, out, header=f"{profile_header(prof)}# made by: {command}{factors_note}\n")
     loaded = profile_from_dict(prof, str(out))
     est = prof["estimate"]
     console = Console()
     console.print(f"wrote {out}: {loaded.label}")
+    console.print(f"  GPU: {est['grounding']}")
     console.print(
         f"  {est['params'] / 1e9:.2f}B parameters, {est['weights_gib_per_gpu']:.2f} GiB weights "
         f"and {est['activation_peak_gib_per_gpu']:.2f} GiB activation peak per GPU; "

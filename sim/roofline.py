@@ -23,6 +23,11 @@ counted per rank and step:
 KV blocks follow vLLM's determine_available_memory: total memory x utilisation, less the
 rank's weights and the profiling run's peak (activations of max_num_batched_tokens tokens
 plus non-torch memory), over the bytes of one block on one rank (all layers).
+A GPU with public kernel measurements (sim/data/gpu_curves.json, sim/gpu_curves.py) gets
+its measured curves instead of datasheet peaks for the GEMMs (each of the rank's GEMMs at
+its own token count; routed experts as a grouped GEMM of the tokens each touched expert
+gets) and for the all-reduces of its TP size; the profile's `measured` section holds them
+and its header says so. Other GPUs are labelled "datasheet only" with the error to expect.
 Not modelled: sliding-window and chunked-local attention (full attention is counted),
 multi-head latent attention, CUDA-graph padding, speculative decoding.
 """
@@ -39,7 +44,8 @@ import yaml
 
 from sim.config import MemoryModel
 from sim.errors import SimError
-from sim.hardware import GIB, GpuSpec, load_gpu
+from sim.gpu_curves import datasheet_error_pct, load_gpu_curves
+from sim.hardware import GIB, GpuSpec, known_gpus, load_gpu
 from sim.models import DTYPE_BYTES, ModelArch, load_model_config, rank_params, total_params
 from sim.profile import OPTIONAL_FACTORS, ROOFLINE_FACTORS, profile_from_dict
 from traces.io import atomic_write
@@ -145,10 +151,15 @@ def build_roofline(
     max_num_batched_tokens: int = 8192,
     factors: Factors | None = None,
     name: str | None = None,
+    measured_curves: bool = True,
+    measured_allreduce: bool = False,
 ) -> dict[str, Any]:
     """The roofline profile mapping for a model on tp GPUs of one kind; SimError (one line)
     for what vLLM would refuse: heads tp does not divide, weights that do not fit, a
-    max_model_len longer than the KV cache."""
+    max_model_len longer than the KV cache. measured_curves=False prices even a measured
+    GPU at its datasheet peaks. measured_allreduce: price all-reduces on the measured
+    collective (NCCL, measured outside CUDA graphs), not the fitted latency and the link;
+    off by default, since vLLM's own custom all-reduce serves decode-sized messages."""
     arch = model if isinstance(model, ModelArch) else load_model_config(model)
     spec = gpu if isinstance(gpu, GpuSpec) else load_gpu(gpu)
     factors = factors or load_factors()
@@ -209,6 +220,11 @@ def build_roofline(
         "host_link_bytes_s": spec.host_link_bytes_s,
     }
     name = name or f"{_slug(arch.name)}_{_slug(spec.name)}_tp{tp}_{weight_dtype}_roofline"
+    measured = (
+        measured_section(arch, spec, tp, weight_dtype, measured_allreduce)
+        if measured_curves
+        else None
+    )
     profile = {
         "name": name,
         "form": "roofline",
@@ -220,7 +236,7 @@ def build_roofline(
         if weight_dtype == act_dtype
         else f"{weight_dtype} weights, {act_dtype} activations",
         "tp": tp,
-        "method": _method(arch, spec, tp, weight_dtype, factors),
+        "method": _method(arch, spec, tp, weight_dtype, factors, measured),
         "fit_error": None,
         "request_overhead_s": factors.request_overhead_s,
         "roofline": {
@@ -263,13 +279,100 @@ def build_roofline(
             "model_source": arch.source,
             "gpu_source": spec.source,
             "factors_file": factors.where,
+            "grounding": grounding(spec, measured),
         },
     }
+    if measured:
+        profile["measured"] = measured
     profile_from_dict(profile, name)  # the form's own validation
     return profile
 
 
-def write_profile(profile: dict[str, Any], out: str | Path, header: str = ESTIMATE_HEADER) -> None:
+def measured_section(
+    arch: ModelArch, spec: GpuSpec, tp: int, weight_dtype: str, allreduce: bool = False
+) -> dict[str, Any] | None:
+    """The profile's `measured` section for a GPU of the shipped table with measured
+    curves: the curves, and the GEMMs one rank runs per step (k inputs, n outputs, count)."""
+    if spec.name not in known_gpus() or load_gpu(spec.name) != spec:
+        return None  # a user's own GPU file, even under a known name
+    curves = load_gpu_curves(spec.name)
+    if curves is None or curves.linear is None:
+        return None
+    h, d, L = arch.hidden_size, arch.head_dim, arch.num_layers
+    q, kv = arch.num_heads // tp * d, arch.kv_heads_per_rank(tp) * d
+    gates = 2 if arch.gated_mlp else 1
+    lm, dense = arch.num_moe_layers, arch.num_dense_layers
+    ops = [[h, q + 2 * kv, L], [q, h, L]]
+    if dense and arch.intermediate_size:
+        inter = arch.intermediate_size / tp
+        ops += [[h, gates * inter, dense], [inter, h, dense]]
+    expert_ops = []
+    if arch.is_moe and lm:
+        ops.append([h, arch.num_experts, lm])  # the router
+        if arch.shared_expert_intermediate_size:
+            shared = arch.shared_expert_intermediate_size / tp
+            ops += [[h, gates * shared, lm], [shared, h, lm]]
+        width = arch.moe_intermediate_size / tp
+        expert_ops = [[h, gates * width, lm], [width, h, lm]]
+    lin = curves.linear
+    section: dict[str, Any] = {
+        "gpu": spec.name,
+        "source": curves.source,
+        "curves": curves.measured(),
+        "held_out_operator_error_pct": curves.operator_error_pct,
+        "held_out_model": curves.held_out_model,
+        "gemm_tokens": [float(x) for x in lin.tokens],
+        "gemm_flops_s": [float(x) for x in lin.flops_s],
+        # fp8 GEMMs assumed to reach the same share of their (fp8) peak as 16-bit ones did.
+        "flops_scale": spec.flops(weight_dtype) / spec.flops("bf16"),
+        "weight_bandwidth_bytes_s": lin.weight_bandwidth_bytes_s,
+        "kernel_s": lin.kernel_s,
+        "weight_dtype_bytes": float(DTYPE_BYTES[weight_dtype]),
+        "linear_ops": [[float(a), float(b), float(c)] for a, b, c in ops],
+        "expert_ops": [[float(a), float(b), float(c)] for a, b, c in expert_ops],
+        "lm_head": [float(h), float(arch.vocab_size / tp)],
+    }
+    ar = curves.allreduce.get(tp)
+    if allreduce and tp > 1 and ar is not None:
+        section["allreduce"] = {
+            "latency_s": ar.latency_s,
+            "bandwidth_bytes_s": ar.bandwidth_bytes_s,
+            "tp": tp,
+        }
+    return section
+
+
+def grounding(spec: GpuSpec, measured: dict[str, Any] | None) -> str:
+    """One line: what the profile's GPU numbers rest on."""
+    if measured:
+        err = measured.get("held_out_operator_error_pct")
+        tail = f"; median |error| {err:g}% on a held-out model's linear operators" if err else ""
+        used = ["linear layers (GEMM FLOP/s by tokens, weight bandwidth)"]
+        if "allreduce" in measured:
+            used.append(f"all-reduce at TP {measured['allreduce']['tp']}")
+        return (
+            f"measured curves of {spec.name}: {', '.join(used)}, from {measured['source']}"
+            f"{tail}; attention, KV reads and fixed overheads: datasheet x global factors"
+        )
+    err = datasheet_error_pct()
+    expect = f"; expect about {err:g}% median error on GEMM operators" if err else ""
+    has = load_gpu_curves(spec.name) if spec.name in known_gpus() else None
+    why = (
+        "measured curves not used (--datasheet-only)"
+        if has is not None
+        else f"no kernel measurements of {spec.name}"
+    )
+    return f"datasheet only: {why}{expect}"
+
+
+def profile_header(profile: dict[str, Any]) -> str:
+    """The estimate banner plus the profile's grounding line."""
+    note = profile.get("estimate", {}).get("grounding")
+    return ESTIMATE_HEADER + (f"# GPU: {note}\n" if note else "")
+
+
+def write_profile(profile: dict[str, Any], out: str | Path, header: str | None = None) -> None:
+    header = profile_header(profile) if header is None else header
     text = header + yaml.safe_dump(_plain(profile), sort_keys=False, width=100)
     atomic_write(out, lambda tmp: Path(tmp).write_text(text))
 
@@ -304,13 +407,26 @@ def _with_dtype(arch: ModelArch, act_dtype: str) -> ModelArch:
     return arch if arch.dtype == act_dtype else replace(arch, dtype=act_dtype)
 
 
-def _method(arch: ModelArch, spec: GpuSpec, tp: int, wdtype: str, f: Factors) -> str:
+def _method(
+    arch: ModelArch,
+    spec: GpuSpec,
+    tp: int,
+    wdtype: str,
+    f: Factors,
+    measured: dict[str, Any] | None = None,
+) -> str:
     shares = ", ".join(f"{k} {v:g}" for k, v in f.factors.items())
+    curves = (
+        f"GEMMs{' and all-reduces' if 'allreduce' in measured else ''} priced on measured "
+        f"curves of this GPU ({measured['source']}), the rest "
+        if measured
+        else ""
+    )
     return (
         f"Roofline estimate (sim/roofline.py): {arch.name} ({total_params(arch) / 1e9:.2f}B "
         f"parameters{', MoE' if arch.is_moe else ''}) on {tp} x {spec.name}, {wdtype} weights. "
         f"FLOPs and bytes per step and rank counted from the config "
-        f"({arch.source or 'user config'}), priced at datasheet peaks "
+        f"({arch.source or 'user config'}), {curves}priced at datasheet peaks "
         f"({spec.source or 'user GPU file'}) "
         f"times global factors from {f.where} ({shares}); request overhead "
         f"{f.request_overhead_s:g} s. No step of this model was timed on this GPU."

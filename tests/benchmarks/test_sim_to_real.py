@@ -251,7 +251,10 @@ def test_the_harness_around_the_simulation(monkeypatch, tmp_path, capsys, facts)
     actual = s2r.whole_run(facts[1]).xs(s2r.ACTUAL, level="source")
     calls = []
     monkeypatch.setattr(s2r, "missing_pieces", lambda: [])
-    monkeypatch.setattr(s2r, "make_profile", lambda exp, out: calls.append(("p", exp.tp)) or out)
+    monkeypatch.setattr(
+        s2r, "make_profile",
+        lambda exp, out, datasheet_only=False: calls.append(("p", exp.tp)) or out,
+    )
     monkeypatch.setattr(s2r, "build_trace", lambda exp, seed, out: exp)
 
     def fake_simulate(exp, trace, profile):
@@ -279,6 +282,12 @@ def test_the_harness_around_the_simulation(monkeypatch, tmp_path, capsys, facts)
         a["itl_mean_ms"] * span
     )
     assert all(t["met"] for t in data["targets"])
+    # medians per GPU, TP and model: every run is +8% on E2E, exact on TTFT
+    groups = {(g["by"], g["group"]): g for g in data["group_medians"]}
+    assert set(groups) == {("gpu", "H100"), ("tp", "TP 1"), ("tp", "TP 4"),
+                           ("model", "Llama-3.1-70B-Instruct"), ("model", "Qwen2.5-7B-Instruct")}
+    assert groups["tp", "TP 4"]["runs"] == 2 and groups["tp", "TP 1"]["runs"] == 1
+    assert all(g["mean E2E"] == pytest.approx(8.0) and g["mean TTFT"] == 0 for g in groups.values())
     assert "median |mean E2E error| %: 8.00 (target <= 10) met" in capsys.readouterr().out
 
     monkeypatch.setattr(

@@ -387,12 +387,16 @@ def _data(name):
 _CACHE = {}
 
 
-def _generated(model, gpu):
+def _generated(model, gpu, measured_curves=False):
+    """A written profile; datasheet-priced unless told (these tests check that formula;
+    tests/sim/test_gpu_curves.py checks the measured one)."""
     import tempfile
 
-    if (model, gpu) not in _CACHE:
+    key = (model, gpu, measured_curves)
+    if key not in _CACHE:
         path = tempfile.mkdtemp() + "/p.yaml"
-        write_profile(build_roofline(model, gpu, max_model_len=8192), path)
-        _CACHE[model, gpu] = path
-    return _CACHE[model, gpu]
+        prof = build_roofline(model, gpu, max_model_len=8192, measured_curves=measured_curves)
+        write_profile(prof, path)
+        _CACHE[key] = path
+    return _CACHE[key]
 

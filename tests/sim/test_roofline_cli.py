@@ -78,8 +78,8 @@ def test_roofline_takes_a_config_directory_and_a_gpu_file(tmp_path, capsys):
 
 @pytest.mark.parametrize(("args", "needle"), [
     (["--model", "llama-3.1-8b", "--gpu", "V100"],
-     "--gpu: unknown GPU 'V100'; known: H100-SXM, H100-PCIe, H200, A100-80GB, A100-40GB, L40S, "
-     "L4, A10G, RTX-4090, B200, MI300X"),
+     "--gpu: unknown GPU 'V100'; known: H100-SXM, H100-PCIe, H200, A100-80GB, A100-40GB, A40, "
+     "L40S, L4, A10G, RTX-4090, B200, MI300X"),
     (["--model", "llama-3.1-8b", "--gpu", "H100-SXM", "--tp", "3"],
      "--tp 3 does not divide llama-3.1-8b's 32 attention heads"),
     (["--model", "llama-2-70b", "--gpu", "A100-80GB"],
