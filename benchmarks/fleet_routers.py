@@ -32,7 +32,7 @@ ROUTERS = (
 )
 
 # name -> (BuildConfig fields, what the rate means). Rates: round-robin's mean TTFT is
-# about 1 s at 140 req/s of ShareGPT and it saturates at 80 req/s of shared-prefix (its
+# 1.8 s at 140 req/s of ShareGPT and it saturates at 80 req/s of shared-prefix (its
 # cache thrashes); sessions run at 8 new sessions/s, well below saturation, because at
 # rates that saturate the fleet a 2,000-block cache no longer holds a conversation across
 # its think time and no router gets hits (45 sessions/s: under 2% for all).
