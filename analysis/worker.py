@@ -35,6 +35,7 @@ EXTRA_SUMMARY_KEYS = (
     "stopped_early",
     "profile_label",
     "profile_source",
+    "prefix_hit_rate",  # cached prompt tokens / prompt tokens: what a router comparison reads
 )
 # Result columns computed here from the per-request table (the summary has no such entry).
 P99_PER_TOKEN = "p99_norm_latency_s_per_token"

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import types
+from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 
+from analysis.dataset import read_results
 from analysis.errors import AnalysisError
+from analysis.executors import ExecutorOptions
 from analysis.grid import expand
-from analysis.spec import parse_spec
-from analysis.worker import make_trace, run_one
+from analysis.spec import load_spec, parse_spec
+from analysis.sweep import run_sweep
+from analysis.worker import WALL_COLUMNS, make_trace, run_one
 from policies.routing.base import Router
 
 
@@ -94,3 +101,45 @@ def test_report_compares_routers_only_for_fleet_sweeps():
     assert sorted(bars[0].x) == ["least-loaded", "round-robin"]
     plain = pd.DataFrame(rows).drop(columns=["router", "replicas"])
     assert router_figure(ReportData(plain)) is None
+
+
+# ------------------------------------------------ the example fleet sweep, on Ray
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sweep_fleet_routers.yaml"
+
+
+def _small_fleet_spec(tmp_path) -> Path:
+    """The example spec cut to one rate, 4 replicas, round-robin and prefix (2 runs)."""
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    raw["trace"].update(rate=60, num_requests=200)
+    raw.update(replicas=4, router=["round-robin", "prefix"])
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_the_example_fleet_sweep_expands():
+    grid = expand(load_spec(EXAMPLE))
+    assert len(grid.runs) == 16
+    assert {r.replicas for r in grid.runs} == {2, 4}
+    assert len({r.router for r in grid.runs}) == 4
+
+
+@pytest.mark.skipif(
+    not os.environ.get("LTRSCHED_TEST_RAY"),
+    reason="starting Ray takes 10-30 s; set LTRSCHED_TEST_RAY=1 to run",
+)
+def test_a_fleet_sweep_on_ray_gives_the_serial_dataset(tmp_path):
+    pytest.importorskip("ray")
+    spec = load_spec(_small_fleet_spec(tmp_path))
+    serial = run_sweep(spec, tmp_path / "serial", "serial")
+    on_ray = run_sweep(spec, tmp_path / "ray", "ray", ExecutorOptions(workers=2))
+    assert (serial.ok, on_ray.ok, on_ray.failed) == (2, 2, 0)
+
+    def rows(root):
+        df = read_results(root).drop(columns=list(WALL_COLUMNS))
+        return df[sorted(df.columns)].sort_values("run_id").reset_index(drop=True)
+
+    df = rows(tmp_path / "ray")
+    pd.testing.assert_frame_equal(df, rows(tmp_path / "serial"))
+    hit = dict(zip(df["router"].str.split(":").str[0], df["prefix_hit_rate"], strict=True))
+    assert hit["prefix"] > hit["round-robin"] + 0.4
