@@ -51,6 +51,7 @@ REQUEST_COLUMNS = (
     "ttft_s",
     "max_waiting_s",
 )
+FLEET_REQUEST_COLUMNS = ("replica", "arrival_s", "finish_s")
 _TRACE_COLUMNS = (
     "request_id",
     "arrival_s",
@@ -132,7 +133,10 @@ def run_one(task: RunTask, trace: pd.DataFrame) -> RunOutcome:
         row["trace_requests"] = len(trace)
         row.update(status="ok", error="")
         if task.keep_requests:
-            requests = res.requests[list(REQUEST_COLUMNS)].reset_index(drop=True)
+            columns = list(REQUEST_COLUMNS)
+            if "replica" in res.requests.columns and (res.requests["replica"] > 0).any():
+                columns += FLEET_REQUEST_COLUMNS  # per-replica load over time, in the report
+            requests = res.requests[columns].reset_index(drop=True)
     except Exception as e:  # noqa: BLE001 - a run's failure is data, recorded in its row
         row.update(status="failed", error=one_line(e))
     row["wall_s"] = time.perf_counter() - started

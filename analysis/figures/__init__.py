@@ -8,6 +8,7 @@ from analysis.figures.common import ReportData, Shown, Skipped
 from analysis.figures.datagen import datagen_figure
 from analysis.figures.live import live_figure
 from analysis.figures.rate import rate_figure
+from analysis.figures.replica_load import replica_load_figure
 from analysis.figures.router import router_figure
 from analysis.figures.tau import tau_figure
 from analysis.figures.tradeoff import tradeoff_figure
@@ -20,6 +21,7 @@ FIGURES = (
     tau_figure,
     datagen_figure,
     router_figure,
+    replica_load_figure,
     live_figure,
 )
 

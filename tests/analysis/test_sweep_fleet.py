@@ -143,3 +143,37 @@ def test_a_fleet_sweep_on_ray_gives_the_serial_dataset(tmp_path):
     pd.testing.assert_frame_equal(df, rows(tmp_path / "serial"))
     hit = dict(zip(df["router"].str.split(":").str[0], df["prefix_hit_rate"], strict=True))
     assert hit["prefix"] > hit["round-robin"] + 0.4
+
+
+def test_in_system_counts_worked_by_hand():
+    import numpy as np
+
+    from analysis.figures.replica_load import in_system
+
+    req = pd.DataFrame(
+        {
+            "replica": [0, 0, 1, 1],
+            "arrival_s": [0.0, 1.0, 0.5, 2.0],
+            "finish_s": [2.0, 3.0, 1.5, float("nan")],  # 1's second never finished
+        }
+    )
+    loads = in_system(req, np.array([0.0, 0.75, 1.0, 2.0, 3.5]))
+    assert loads[0].tolist() == [1, 1, 2, 1, 0]
+    assert loads[1].tolist() == [0, 1, 1, 1, 1]
+
+
+def test_the_report_draws_each_replicas_load_for_a_fleet_sweep(tmp_path):
+    from analysis.report import build_report, load_report_data
+
+    spec = load_spec(_small_fleet_spec(tmp_path))
+    result = run_sweep(spec, tmp_path / "sweep", "serial")
+    assert result.ok == 2
+    data = load_report_data(tmp_path / "sweep", None)
+    outcome = build_report(data, tmp_path / "report.html", None)
+    shown = {s.key: s for s in outcome.shown}
+    assert "replica_load" in shown, [(s.key, s.note) for s in outcome.skipped]
+    lines = shown["replica_load"].figure.data
+    assert len(lines) == 2 * 4  # a view per router, a line per replica
+    # every request is counted once: at the end, nothing is left in any system
+    assert all(line.y[-1] == 0 for line in lines)
+    assert max(max(line.y) for line in lines) > 0
