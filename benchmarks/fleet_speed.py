@@ -27,22 +27,9 @@ def one_run(requests: int, replicas: int, rate_per_replica: float, seed: int) ->
     import numpy as np
     import pandas as pd
 
-    from policies.routing.base import Router
+    from policies.routing import make_router
     from sim.config import EngineConfig
     from sim.run import simulate
-
-    class RoundRobin(Router):
-        name = "round-robin"
-
-        def __init__(self) -> None:
-            self.k = 0
-
-        def route(self, request, replicas, probe, now_s):
-            self.k += 1
-            return (self.k - 1) % len(replicas)
-
-        def describe(self) -> str:
-            return self.name
 
     rng = np.random.default_rng(seed)
     rate = rate_per_replica * replicas
@@ -61,7 +48,7 @@ def one_run(requests: int, replicas: int, rate_per_replica: float, seed: int) ->
         None,
         EngineConfig(),
         replicas=replicas,
-        router=RoundRobin() if replicas > 1 else None,
+        router=make_router("round-robin") if replicas > 1 else None,
     )
     s = res.summary
     return {

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
-import types
 from pathlib import Path
 
 import pandas as pd
@@ -18,32 +16,9 @@ from analysis.grid import expand
 from analysis.spec import load_spec, parse_spec
 from analysis.sweep import run_sweep
 from analysis.worker import WALL_COLUMNS, make_trace, run_one
-from policies.routing.base import Router
 
 
-class _RoundRobin(Router):
-    name = "round-robin"
-
-    def __init__(self) -> None:
-        self.k = 0
-
-    def route(self, request, replicas, probe, now_s):
-        self.k += 1
-        return (self.k - 1) % len(replicas)
-
-    def describe(self) -> str:
-        return self.name
-
-
-@pytest.fixture
-def fake_registry(monkeypatch):
-    """A stand-in for policies/routing/registry.py (the routers live on their own)."""
-    mod = types.ModuleType("policies.routing.registry")
-    mod.make_router = lambda spec: _RoundRobin()
-    monkeypatch.setitem(sys.modules, "policies.routing.registry", mod)
-
-
-def test_replicas_and_routers_are_axes(small_spec, fake_registry):
+def test_replicas_and_routers_are_axes(small_spec):
     small_spec.update(seeds=[0], policy=["fcfs"], policy_params={})
     plain = expand(parse_spec(small_spec))
     one = expand(parse_spec(dict(small_spec, replicas=1)))

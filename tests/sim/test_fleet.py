@@ -322,18 +322,7 @@ def trace_file(tmp_path):
     return path
 
 
-@pytest.fixture
-def fake_registry(monkeypatch):
-    """A stand-in for policies/routing/registry.py (the routers live on their own)."""
-    import sys
-    import types
-
-    mod = types.ModuleType("policies.routing.registry")
-    mod.make_router = lambda spec: RoundRobin()
-    monkeypatch.setitem(sys.modules, "policies.routing.registry", mod)
-
-
-def test_cli_fleet_writes_replica_columns_and_sections(trace_file, tmp_path, capsys, fake_registry):
+def test_cli_fleet_writes_replica_columns_and_sections(trace_file, tmp_path, capsys):
     import json
 
     from ltrsched.cli import main
@@ -386,7 +375,7 @@ def test_fleet_file_errors_name_the_file_and_entry(trace_file, tmp_path, capsys)
     assert rc == 2 and f"--fleet {bad}: replicas[1]: unknown key(s) gpus" in err
 
 
-def test_cli_replica_profiles(trace_file, capsys, fake_registry):
+def test_cli_replica_profiles(trace_file, capsys):
     import json
 
     from ltrsched.cli import main
