@@ -327,8 +327,11 @@ class EngineCore:
 
     # -------------------------------------------------------------- running
     def process(self, env):
-        """The server, as one SimPy process: wait for a push when idle, else step."""
+        """The server, as one SimPy process: wait for a push when idle, else step. In fast
+        mode the steps that start before anything could be dispatched (the bound a stretch
+        uses) run in one event: no other event can change what they plan."""
         host = self.host
+        chain = self.cfg.fast_forward
         while True:
             host.dispatch_until(self.clock.now)
             if host.stopped_at(self.clock.now):
@@ -339,4 +342,6 @@ class EngineCore:
                 continue
             self._step()
             host.after_step()
+            if chain and host.dispatch_bound(self) > self.clock.now:
+                continue
             yield env.at(self.clock.now)
