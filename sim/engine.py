@@ -32,10 +32,30 @@ from sim.prefix_keys import KeyTable
 from sim.profile import StepTimeProfile
 from sim.request import REJECTED, SimRequest
 from sim.scheduler import Clock, StepOutput, StepPlan, V1Scheduler
+from sim.step_log import COLUMNS as STEP_LOG_COLUMNS
 from sim.step_log import StepLog
 
 if TYPE_CHECKING:
     from sim.fleet import Fleet
+
+# The values of a plain step's row, in this order (StepLog.append_row).
+STEP_ROW = (
+    "start_s",
+    "duration_s",
+    "prefill_tokens",
+    "prefill_sq_tokens",
+    "decode_requests",
+    "decode_context_tokens",
+    "running_requests",
+    "waiting_requests",
+    "kv_blocks_used",
+    "preemptions",
+    "swapped_blocks",
+    "prefill_ctx_tokens",
+    "cached_tokens",
+    "blocks_evicted",
+)
+assert STEP_ROW == STEP_LOG_COLUMNS, "sim/step_log.py's columns changed: update STEP_ROW"
 
 MAX_STRETCH_STEPS = 1 << 14
 MIN_STRETCH_STEPS = 8
@@ -173,34 +193,42 @@ class EngineCore:
             prefill_sq += n * n
             prefill_ctx += n * r.num_computed
             completes_prefill = completes_prefill or r.num_computed + n == r.num_tokens
-        n_dec = self.decode.n
-        ctx = self.decode.context(g)
+        dec = self.decode
+        n_dec = dec.n
+        ctx = dec.ctx_a + n_dec * g  # dec.context(g)
         dur = self.profile.step_time(
             prefill, prefill_sq, n_dec, ctx, plan.swapped_blocks, prefill_ctx=prefill_ctx
         )
         start = self.clock.now
         end = start + dur
-        self.steps.append(
+        sched = self.scheduler
+        # The row in STEP_ROW (= step_log.COLUMNS) order.
+        self.steps.append_row(
             end,
-            start_s=start,
-            duration_s=dur,
-            prefill_tokens=prefill,
-            prefill_sq_tokens=prefill_sq,
-            prefill_ctx_tokens=prefill_ctx,
-            decode_requests=n_dec,
-            decode_context_tokens=ctx,
-            running_requests=len(self.scheduler.running),
-            waiting_requests=len(self.scheduler.waiting),
-            kv_blocks_used=kv.num_gpu_blocks - kv.free,
-            preemptions=plan.preempted,
-            swapped_blocks=plan.swapped_blocks,
-            cached_tokens=plan.cached_tokens,
-            blocks_evicted=kv.evicted - self._evicted_logged,
+            (
+                start,
+                dur,
+                prefill,
+                prefill_sq,
+                n_dec,
+                ctx,
+                len(sched.running),
+                len(sched.waiting),
+                kv.num_gpu_blocks - kv.free,
+                plan.preempted,
+                plan.swapped_blocks,
+                prefill_ctx,
+                plan.cached_tokens,
+                kv.evicted - self._evicted_logged,
+            ),
         )
         self.pushed_since_step = 0
         self._evicted_logged = kv.evicted
         self.clock.now = end
-        self._check_progress(n_dec or completes_prefill)
+        if n_dec or completes_prefill:
+            self.steps_without_token = 0
+        else:
+            self._check_progress(False)
         return StepOutput(g, start, end, dur)
 
     def _check_progress(self, token_made: bool) -> None:

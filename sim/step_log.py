@@ -24,6 +24,7 @@ class StepLog:
         self.cols = {
             c: np.zeros(capacity, np.float64 if c in FLOAT_COLUMNS else np.int64) for c in COLUMNS
         }
+        self._arrays = [self.cols[c] for c in COLUMNS]  # the same arrays, in COLUMNS order
         self._ends: list[float] = []
         self._gaps: list[float] = []  # _gaps[g] = end of step g - end of step g - 1 (g >= 1)
         self._end_array = np.zeros(0, np.float64)
@@ -46,6 +47,19 @@ class StepLog:
             b[: self.n] = a[: self.n]
             self.cols[c] = b
         self._capacity = cap
+        self._arrays = [self.cols[c] for c in COLUMNS]
+
+    def append_row(self, end_s: float, row: tuple) -> None:
+        """One step given as every column's value, in COLUMNS order (the engine's step)."""
+        n = self.n
+        if n == self._capacity:
+            self._reserve(1)
+        for a, v in zip(self._arrays, row):
+            a[n] = v
+        ends = self._ends
+        self._gaps.append(end_s - ends[-1] if n else 0.0)
+        ends.append(end_s)
+        self.n = n + 1
 
     def append(self, end_s: float, **row) -> None:
         """One step; columns not given are 0."""
