@@ -279,10 +279,12 @@ class EngineCore:
         k = MAX_STRETCH_STEPS
         if g_done is not None and not through:
             k = g_done - g + 1
-        t_limit = self.host.dispatch_bound(self)
         # Short stretches cost more in numpy than they save: leave them to plain steps.
+        if k < MIN_STRETCH_STEPS:
+            return False
+        t_limit = self.host.dispatch_bound(self)
         first = self.profile.step_time(0, 0, dec.n, dec.context(g), 0)
-        if k < MIN_STRETCH_STEPS or t_limit - now < (MIN_STRETCH_STEPS - 1) * first:
+        if t_limit - now < (MIN_STRETCH_STEPS - 1) * first:
             return False
         # A V1 stretch admits and preempts nothing, so a static-key policy's order can
         # only matter at its end; the paper's engine re-sorts running requests each step.
