@@ -19,11 +19,11 @@ class ArrivalQueue:
     def __init__(self, arrival_s: np.ndarray, held: np.ndarray, overhead_s: float = 0.0) -> None:
         self.overhead_s = overhead_s
         # Open-loop requests in trace order; held ones (later turns) wait for release.
-        self._times = arrival_s + overhead_s if overhead_s else arrival_s
+        times = arrival_s + overhead_s if overhead_s else arrival_s
         # As lists: read once per request, where numpy's scalar access costs.
         open_idx = np.flatnonzero(~held)
         self._open = open_idx.tolist()
-        self._open_times = self._times[open_idx].tolist()
+        self._open_times = times[open_idx].tolist()
         self._i = 0
         self._released: list[tuple[float, int]] = []
         self.pending = len(arrival_s)

@@ -104,6 +104,8 @@ class EngineCore:
         self.host: Fleet | None = None
         self._wakeup = None
         self._evicted_logged = 0
+        # The latest logged step's waiting_requests, running_requests, kv_blocks_used.
+        self._last_row = (0, 0, 0)
 
     @property
     def now(self) -> float:
@@ -156,12 +158,12 @@ class EngineCore:
                 kv.num_gpu_blocks,
                 t,
             )
-        cols = self.steps.cols
+        waiting, running, used = self._last_row
         return ReplicaLoad(
             self.replica,
-            int(cols["waiting_requests"][j]) + len(sched.swapped) + self.pushed_since_step,
-            int(cols["running_requests"][j]),
-            int(cols["kv_blocks_used"][j]),
+            waiting + len(sched.swapped) + self.pushed_since_step,
+            running,
+            used,
             kv.num_gpu_blocks,
             t,
         )
@@ -202,6 +204,8 @@ class EngineCore:
         start = self.clock.now
         end = start + dur
         sched = self.scheduler
+        running, waiting, used = len(sched.running), len(sched.waiting), kv.num_gpu_blocks - kv.free
+        self._last_row = (waiting, running, used)
         # The row in STEP_ROW (= step_log.COLUMNS) order.
         self.steps.append_row(
             end,
@@ -212,9 +216,9 @@ class EngineCore:
                 prefill_sq,
                 n_dec,
                 ctx,
-                len(sched.running),
-                len(sched.waiting),
-                kv.num_gpu_blocks - kv.free,
+                running,
+                waiting,
+                used,
                 plan.preempted,
                 plan.swapped_blocks,
                 prefill_ctx,
@@ -342,6 +346,12 @@ class EngineCore:
                 sched.finish(r, gc + 1)
                 done.append(r)
         self._evicted_logged = kv.evicted
+        last = self.steps.n - 1
+        self._last_row = (
+            int(self.steps.cols["waiting_requests"][last]),
+            int(self.steps.cols["running_requests"][last]),
+            int(used[last]),
+        )
         dec.restore(later)
         for gc, r in dec.pop_completed(self.clock.g):
             sched.finish(r, gc + 1)
