@@ -58,7 +58,7 @@ STEP_ROW = (
 assert STEP_ROW == STEP_LOG_COLUMNS, "sim/step_log.py's columns changed: update STEP_ROW"
 
 MAX_STRETCH_STEPS = 1 << 14
-MIN_STRETCH_STEPS = 8
+MIN_STRETCH_STEPS = 16
 LIVELOCK_STEPS = 50_000
 
 
