@@ -369,9 +369,13 @@ class EngineCore:
     def process(self, env):
         """The server, as one SimPy process: wait for a push when idle, else step. In fast
         mode the steps that start before anything could be dispatched (the bound a stretch
-        uses) run in one event: no other event can change what they plan."""
+        uses) run in one event: no other event can change what they plan. A lone replica
+        with no router runs every step in one event while it has work: what the front end
+        pushes to it meanwhile is dispatched here, before the next step (a busy core's
+        state does not depend on when, within a step, a request reached it)."""
         host = self.host
         chain = self.cfg.fast_forward
+        alone = chain and host.router is None and len(host.engines) == 1
         while True:
             host.dispatch_until(self.clock.now)
             if host.stopped_at(self.clock.now):
@@ -382,6 +386,6 @@ class EngineCore:
                 continue
             self._step()
             host.after_step()
-            if chain and host.dispatch_bound(self) > self.clock.now:
+            if alone or (chain and host.dispatch_bound(self) > self.clock.now):
                 continue
             yield env.at(self.clock.now)
