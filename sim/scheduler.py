@@ -281,6 +281,8 @@ class Scheduler:
 
     def admit(self, budget: int, plan: StepPlan) -> None:
         """Waiting requests in policy order while budget, seats and blocks allow."""
+        if not self.waiting:
+            return
         order = self.waiting_order() if self.dynamic else None
         i = 0
         while budget > 0 and len(self.running) < self.max_seqs:
