@@ -56,7 +56,7 @@ class StepLog:
         n = self.n
         if n == self._capacity:
             self._reserve(1)
-        for a, v in zip(self._arrays, row):
+        for a, v in zip(self._arrays, row, strict=True):
             a[n] = v
         ends = self._ends
         self._gaps.append(end_s - ends[-1] if n else 0.0)
