@@ -4,8 +4,10 @@ Runs the simulator on a set of small, varied cases (both engine modes, fast and
 step-by-step, prefix caching with hash_ids, closed-loop sessions, preemption under a
 small KV pool, dynamic policies, stop_after, a front-end overhead) and either saves
 requests/steps frames as golden Parquet files (`save DIR`) or compares the current
-code's frames with them exactly (`check DIR`). The `replica` column, added by the fleet,
-is dropped before comparing. Prints one row per case.
+code's frames with them exactly (`check DIR`). Four fleet cases (4 replicas: round-robin,
+least-loaded with sessions and prefix caching, vllm-dp with a load refresh, prefix routing
+with stop_after) follow. The `replica` column, added by the fleet, is compared in the
+fleet cases only. Prints one row per case.
 
     python benchmarks/engine_equality.py save /tmp/golden   # before a change
     python benchmarks/engine_equality.py check /tmp/golden  # after it
@@ -149,12 +151,50 @@ def cases() -> dict[str, tuple[pd.DataFrame, str, dict, dict]]:
     }
 
 
-def run_case(trace, policy, cfg, prof_over, fast: bool):
+# Fleets of 4 replicas (name -> trace, policy, EngineConfig fields, simulate()'s fleet
+# arguments): a replica's steps may run in one event only while nothing can be dispatched.
+FLEET_CASES = {
+    "fleet-round-robin": (
+        lambda: _plain(600, 80, 11),
+        "fcfs",
+        dict(num_gpu_blocks=1500),
+        dict(replicas=4, router="round-robin"),
+    ),
+    "fleet-least-loaded-sessions": (
+        lambda: _sessions(150, 12),
+        "sjf-oracle:starvation=50,quantum=5",
+        dict(num_gpu_blocks=150, max_num_seqs=8, enable_prefix_caching=True),
+        dict(replicas=4, router="least-loaded"),
+    ),
+    "fleet-vllm-dp-refresh": (
+        lambda: _plain(500, 100, 13),
+        "fcfs",
+        dict(num_gpu_blocks=600),
+        dict(replicas=4, router="vllm-dp", router_refresh_s=0.1),
+    ),
+    "fleet-prefix-stop-after": (
+        lambda: _shared_prefix(400, 14),
+        "fcfs",
+        dict(num_gpu_blocks=300, stop_after=300),
+        dict(replicas=4, router="prefix"),
+    ),
+}
+
+
+def all_cases() -> dict[str, tuple[pd.DataFrame, str, dict, dict, dict]]:
+    """cases() with no fleet arguments, then the fleet cases (no profile overrides)."""
+    out = {name: (*case, {}) for name, case in cases().items()}
+    for name, (trace, policy, cfg, fleet) in FLEET_CASES.items():
+        out[name] = (trace(), policy, cfg, {}, fleet)
+    return out
+
+
+def run_case(trace, policy, cfg, prof_over, fast: bool, fleet: dict | None = None):
     prof = load_profile()
     if prof_over:
         prof = dataclasses.replace(prof, **prof_over)
     config = EngineConfig(fast_forward=fast, **cfg)
-    return simulate(trace, policy, prof, config, hash_block_tokens=16)
+    return simulate(trace, policy, prof, config, hash_block_tokens=16, **(fleet or {}))
 
 
 def main(argv: list[str]) -> int:
@@ -165,14 +205,16 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     bad = 0
     print(f"{'case':28} {'mode':5} {'requests':>8} {'steps':>7}  result")
-    for name, (trace, policy, cfg, prof_over) in cases().items():
+    for name, (trace, policy, cfg, prof_over, fleet) in all_cases().items():
         for fast in (True, False):
-            res = run_case(trace, policy, cfg, prof_over, fast)
+            res = run_case(trace, policy, cfg, prof_over, fast, fleet)
             tag = f"{name}-{'fast' if fast else 'step'}"
             frames = {"requests": res.requests, "steps": res.steps}
             status = "saved"
             for kind, df in frames.items():
-                df = df.drop(columns=["replica"], errors="ignore").reset_index(drop=True)
+                if not fleet:  # saved before the fleet added the column
+                    df = df.drop(columns=["replica"], errors="ignore")
+                df = df.reset_index(drop=True)
                 path = out / f"{tag}-{kind}.parquet"
                 if mode == "save":
                     df.to_parquet(path)

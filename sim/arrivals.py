@@ -19,8 +19,11 @@ class ArrivalQueue:
     def __init__(self, arrival_s: np.ndarray, held: np.ndarray, overhead_s: float = 0.0) -> None:
         self.overhead_s = overhead_s
         # Open-loop requests in trace order; held ones (later turns) wait for release.
-        self._times = arrival_s + overhead_s if overhead_s else arrival_s
-        self._open = np.flatnonzero(~held)
+        times = arrival_s + overhead_s if overhead_s else arrival_s
+        # As lists: read once per request, where numpy's scalar access costs.
+        open_idx = np.flatnonzero(~held)
+        self._open = open_idx.tolist()
+        self._open_times = times[open_idx].tolist()
         self._i = 0
         self._released: list[tuple[float, int]] = []
         self.pending = len(arrival_s)
@@ -29,7 +32,7 @@ class ArrivalQueue:
     def _compute_next(self) -> float:
         t = math.inf
         if self._i < len(self._open):
-            t = float(self._times[self._open[self._i]])
+            t = self._open_times[self._i]
         if self._released and self._released[0][0] < t:
             t = self._released[0][0]
         return t
@@ -42,17 +45,28 @@ class ArrivalQueue:
         if self._next > now:
             return []
         out = []
+        times, idxs, released = self._open_times, self._open, self._released
+        i, n_open = self._i, len(idxs)
         while True:
-            a = self._times[self._open[self._i]] if self._i < len(self._open) else math.inf
-            b = self._released[0] if self._released else (math.inf, -1)
-            if min(a, b[0]) > now:
-                break
-            if a < b[0] or (a == b[0] and self._open[self._i] < b[1]):
-                out.append(int(self._open[self._i]))
-                self._i += 1
+            a = times[i] if i < n_open else math.inf
+            if released:
+                b, b_idx = released[0]
+                if a < b or (a == b and idxs[i] < b_idx):
+                    if a > now:
+                        break
+                    out.append(idxs[i])
+                    i += 1
+                else:
+                    if b > now:
+                        break
+                    heapq.heappop(released)
+                    out.append(b_idx)
             else:
-                heapq.heappop(self._released)
-                out.append(b[1])
+                if a > now:
+                    break
+                out.append(idxs[i])
+                i += 1
+        self._i = i
         self.pending -= len(out)
         self._next = self._compute_next()
         return out

@@ -42,7 +42,8 @@ class DecodeSet:
         self.steps = steps
         self.n = 0
         self.ctx_a = 0  # sum over members of (c0 - g0); context at step g = ctx_a + n * g
-        self.phase = np.zeros(block_size, dtype=np.int64)
+        # Members per phase of the block size (a list: read every step, an array in stretches).
+        self.phase = [0] * block_size
         self.completions: list = []  # (g of the last token, idx, version)
 
     def context(self, g: int) -> int:
@@ -50,7 +51,7 @@ class DecodeSet:
 
     def allocations(self, g: int) -> int:
         """Blocks the members need at step g (their contexts crossing a block boundary)."""
-        return int(self.phase[g % self.bs])
+        return self.phase[g % self.bs]
 
     def enter(self, r: SimRequest, g: int) -> None:
         r.decoding = True
@@ -157,7 +158,7 @@ class DecodeSet:
         d_a = np.array([r.c0 - r.g0 for _, r in fin], dtype=np.int64)
         a = self.ctx_a - np.concatenate(([0], np.cumsum(d_a)))[gone]
         ctx = a + n * (g + j)
-        alloc = np.resize(np.roll(self.phase, -(g % self.bs)), k)
+        alloc = np.resize(np.roll(np.array(self.phase, np.int64), -(g % self.bs)), k)
         freed_after = np.zeros(k + 1, dtype=np.int64)  # blocks freed at the end of step j
         for (gc, r), sr in zip(fin, s_rel, strict=True):
             ph = (r.g0 - r.c0) % self.bs

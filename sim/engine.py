@@ -32,13 +32,33 @@ from sim.prefix_keys import KeyTable
 from sim.profile import StepTimeProfile
 from sim.request import REJECTED, SimRequest
 from sim.scheduler import Clock, StepOutput, StepPlan, V1Scheduler
+from sim.step_log import COLUMNS as STEP_LOG_COLUMNS
 from sim.step_log import StepLog
 
 if TYPE_CHECKING:
     from sim.fleet import Fleet
 
+# The values of a plain step's row, in this order (StepLog.append_row).
+STEP_ROW = (
+    "start_s",
+    "duration_s",
+    "prefill_tokens",
+    "prefill_sq_tokens",
+    "decode_requests",
+    "decode_context_tokens",
+    "running_requests",
+    "waiting_requests",
+    "kv_blocks_used",
+    "preemptions",
+    "swapped_blocks",
+    "prefill_ctx_tokens",
+    "cached_tokens",
+    "blocks_evicted",
+)
+assert STEP_ROW == STEP_LOG_COLUMNS, "sim/step_log.py's columns changed: update STEP_ROW"
+
 MAX_STRETCH_STEPS = 1 << 14
-MIN_STRETCH_STEPS = 8
+MIN_STRETCH_STEPS = 16
 LIVELOCK_STEPS = 50_000
 
 
@@ -84,6 +104,8 @@ class EngineCore:
         self.host: Fleet | None = None
         self._wakeup = None
         self._evicted_logged = 0
+        # The latest logged step's waiting_requests, running_requests, kv_blocks_used.
+        self._last_row = (0, 0, 0)
 
     @property
     def now(self) -> float:
@@ -136,12 +158,12 @@ class EngineCore:
                 kv.num_gpu_blocks,
                 t,
             )
-        cols = self.steps.cols
+        waiting, running, used = self._last_row
         return ReplicaLoad(
             self.replica,
-            int(cols["waiting_requests"][j]) + len(sched.swapped) + self.pushed_since_step,
-            int(cols["running_requests"][j]),
-            int(cols["kv_blocks_used"][j]),
+            waiting + len(sched.swapped) + self.pushed_since_step,
+            running,
+            used,
             kv.num_gpu_blocks,
             t,
         )
@@ -173,34 +195,44 @@ class EngineCore:
             prefill_sq += n * n
             prefill_ctx += n * r.num_computed
             completes_prefill = completes_prefill or r.num_computed + n == r.num_tokens
-        n_dec = self.decode.n
-        ctx = self.decode.context(g)
+        dec = self.decode
+        n_dec = dec.n
+        ctx = dec.ctx_a + n_dec * g  # dec.context(g)
         dur = self.profile.step_time(
             prefill, prefill_sq, n_dec, ctx, plan.swapped_blocks, prefill_ctx=prefill_ctx
         )
         start = self.clock.now
         end = start + dur
-        self.steps.append(
+        sched = self.scheduler
+        running, waiting, used = len(sched.running), len(sched.waiting), kv.num_gpu_blocks - kv.free
+        self._last_row = (waiting, running, used)
+        # The row in STEP_ROW (= step_log.COLUMNS) order.
+        self.steps.append_row(
             end,
-            start_s=start,
-            duration_s=dur,
-            prefill_tokens=prefill,
-            prefill_sq_tokens=prefill_sq,
-            prefill_ctx_tokens=prefill_ctx,
-            decode_requests=n_dec,
-            decode_context_tokens=ctx,
-            running_requests=len(self.scheduler.running),
-            waiting_requests=len(self.scheduler.waiting),
-            kv_blocks_used=kv.num_gpu_blocks - kv.free,
-            preemptions=plan.preempted,
-            swapped_blocks=plan.swapped_blocks,
-            cached_tokens=plan.cached_tokens,
-            blocks_evicted=kv.evicted - self._evicted_logged,
+            (
+                start,
+                dur,
+                prefill,
+                prefill_sq,
+                n_dec,
+                ctx,
+                running,
+                waiting,
+                used,
+                plan.preempted,
+                plan.swapped_blocks,
+                prefill_ctx,
+                plan.cached_tokens,
+                kv.evicted - self._evicted_logged,
+            ),
         )
         self.pushed_since_step = 0
         self._evicted_logged = kv.evicted
         self.clock.now = end
-        self._check_progress(n_dec or completes_prefill)
+        if n_dec or completes_prefill:
+            self.steps_without_token = 0
+        else:
+            self._check_progress(False)
         return StepOutput(g, start, end, dur)
 
     def _check_progress(self, token_made: bool) -> None:
@@ -251,10 +283,12 @@ class EngineCore:
         k = MAX_STRETCH_STEPS
         if g_done is not None and not through:
             k = g_done - g + 1
-        t_limit = self.host.dispatch_bound(self)
         # Short stretches cost more in numpy than they save: leave them to plain steps.
+        if k < MIN_STRETCH_STEPS:
+            return False
+        t_limit = self.host.dispatch_bound(self)
         first = self.profile.step_time(0, 0, dec.n, dec.context(g), 0)
-        if k < MIN_STRETCH_STEPS or t_limit - now < (MIN_STRETCH_STEPS - 1) * first:
+        if t_limit - now < (MIN_STRETCH_STEPS - 1) * first:
             return False
         # A V1 stretch admits and preempts nothing, so a static-key policy's order can
         # only matter at its end; the paper's engine re-sorts running requests each step.
@@ -312,6 +346,12 @@ class EngineCore:
                 sched.finish(r, gc + 1)
                 done.append(r)
         self._evicted_logged = kv.evicted
+        last = self.steps.n - 1
+        self._last_row = (
+            int(self.steps.cols["waiting_requests"][last]),
+            int(self.steps.cols["running_requests"][last]),
+            int(used[last]),
+        )
         dec.restore(later)
         for gc, r in dec.pop_completed(self.clock.g):
             sched.finish(r, gc + 1)
@@ -327,8 +367,15 @@ class EngineCore:
 
     # -------------------------------------------------------------- running
     def process(self, env):
-        """The server, as one SimPy process: wait for a push when idle, else step."""
+        """The server, as one SimPy process: wait for a push when idle, else step. In fast
+        mode the steps that start before anything could be dispatched (the bound a stretch
+        uses) run in one event: no other event can change what they plan. A lone replica
+        with no router runs every step in one event while it has work: what the front end
+        pushes to it meanwhile is dispatched here, before the next step (a busy core's
+        state does not depend on when, within a step, a request reached it)."""
         host = self.host
+        chain = self.cfg.fast_forward
+        alone = chain and host.router is None and len(host.engines) == 1
         while True:
             host.dispatch_until(self.clock.now)
             if host.stopped_at(self.clock.now):
@@ -339,4 +386,6 @@ class EngineCore:
                 continue
             self._step()
             host.after_step()
+            if alone or (chain and host.dispatch_bound(self) > self.clock.now):
+                continue
             yield env.at(self.clock.now)

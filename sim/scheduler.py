@@ -22,6 +22,7 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from policies.base import Policy, RequestCounters, RequestView, tie_key
 from sim.config import EngineConfig
@@ -38,7 +39,7 @@ class Clock:
     now: float = 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class StepPlan:
     """One step as scheduled: `work` are (request, tokens) outside the lazy decode set
     (prefill chunks, and decodes in the paper's engine), already given their blocks."""
@@ -49,9 +50,9 @@ class StepPlan:
     cached_tokens: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class StepOutput:
-    """A step as the engine ran it: its index and when it started and ended."""
+class StepOutput(NamedTuple):
+    """A step as the engine ran it: its index and when it started and ended (a named
+    tuple: one is made per step, and a frozen dataclass costs several times more)."""
 
     g: int
     start_s: float
@@ -280,6 +281,8 @@ class Scheduler:
 
     def admit(self, budget: int, plan: StepPlan) -> None:
         """Waiting requests in policy order while budget, seats and blocks allow."""
+        if not self.waiting:
+            return
         order = self.waiting_order() if self.dynamic else None
         i = 0
         while budget > 0 and len(self.running) < self.max_seqs:

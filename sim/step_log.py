@@ -9,6 +9,7 @@ from traces.results import PREFIX_STEP_COLUMNS, STEP_COLUMNS
 # The columns of steps.parquet besides `step`.
 COLUMNS = (*STEP_COLUMNS[1:], *PREFIX_STEP_COLUMNS)
 FLOAT_COLUMNS = frozenset({"start_s", "duration_s"})
+GAP_BLOCK = 32
 
 
 class StepLog:
@@ -24,9 +25,11 @@ class StepLog:
         self.cols = {
             c: np.zeros(capacity, np.float64 if c in FLOAT_COLUMNS else np.int64) for c in COLUMNS
         }
+        self._arrays = [self.cols[c] for c in COLUMNS]  # the same arrays, in COLUMNS order
         self._ends: list[float] = []
         self._gaps: list[float] = []  # _gaps[g] = end of step g - end of step g - 1 (g >= 1)
         self._end_array = np.zeros(0, np.float64)
+        self._block_max: list[float] = []  # max of _gaps[b * GAP_BLOCK : (b + 1) * GAP_BLOCK]
 
     @property
     def end_s(self) -> np.ndarray:
@@ -46,6 +49,19 @@ class StepLog:
             b[: self.n] = a[: self.n]
             self.cols[c] = b
         self._capacity = cap
+        self._arrays = [self.cols[c] for c in COLUMNS]
+
+    def append_row(self, end_s: float, row: tuple) -> None:
+        """One step given as every column's value, in COLUMNS order (the engine's step)."""
+        n = self.n
+        if n == self._capacity:
+            self._reserve(1)
+        for a, v in zip(self._arrays, row, strict=True):
+            a[n] = v
+        ends = self._ends
+        self._gaps.append(end_s - ends[-1] if n else 0.0)
+        ends.append(end_s)
+        self.n = n + 1
 
     def append(self, end_s: float, **row) -> None:
         """One step; columns not given are 0."""
@@ -80,8 +96,24 @@ class StepLog:
 
     def max_gap(self, lo: int, hi: int) -> float:
         """The largest end-to-end gap between consecutive steps lo - 1 .. hi - 1 (lo >= 1,
-        lo < hi): max over g in [lo, hi) of end_of(g) - end_of(g - 1)."""
-        return max(self._gaps[lo:hi])
+        lo < hi): max over g in [lo, hi) of end_of(g) - end_of(g - 1). Long ranges read
+        the maxima of whole blocks of GAP_BLOCK gaps, kept as they fill."""
+        gaps = self._gaps
+        if hi - lo < 3 * GAP_BLOCK:
+            return max(gaps[lo:hi])
+        b_lo = -(-lo // GAP_BLOCK)
+        b_hi = hi // GAP_BLOCK
+        bmax = self._block_max
+        for b in range(len(bmax), b_hi):
+            bmax.append(max(gaps[b * GAP_BLOCK : (b + 1) * GAP_BLOCK]))
+        best = max(bmax[b_lo:b_hi])
+        head = gaps[lo : b_lo * GAP_BLOCK]
+        if head:
+            best = max(best, max(head))
+        tail = gaps[b_hi * GAP_BLOCK : hi]
+        if tail:
+            best = max(best, max(tail))
+        return best
 
     def frame_dict(self) -> dict[str, np.ndarray]:
         out = {"step": np.arange(self.n)}

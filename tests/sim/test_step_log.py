@@ -45,3 +45,31 @@ def test_columns_not_given_are_zero_and_capacity_grows():
     assert frame["prefill_tokens"].tolist() == [5, 0, 0, 0, 0]
     assert frame["decode_requests"].tolist() == [0, 0, 2, 2, 2]
     assert log.max_gap(1, 5) == 1.5 and log.start_of(1) == 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    durs=st.lists(durations, min_size=2, max_size=700),
+    queries=st.lists(st.tuples(st.integers(0, 699), st.integers(0, 699)), max_size=30),
+)
+def test_long_gap_ranges_read_block_maxima_exactly(durs, queries):
+    """max_gap over ranges longer than a few blocks, asked while steps keep coming (the
+    block maxima are built as queries reach them): numpy's max over the same diffs."""
+    log = StepLog(capacity=2)
+    now = 0.0
+    asked = iter(sorted(queries, key=max))
+    pending = next(asked, None)
+    for d in durs:
+        end = now + d
+        log.append_row(end, (now, d) + (0,) * 12)
+        now = end
+        while pending is not None and max(pending) < log.n:
+            lo, hi = sorted(pending)
+            lo = max(lo, 1)
+            if hi > lo:
+                diffs = np.diff(log.end_s)
+                assert log.max_gap(lo, hi) == float(np.max(diffs[lo - 1 : hi - 1]))
+            pending = next(asked, None)
+    diffs = np.diff(log.end_s)
+    for lo in range(1, log.n, 7):
+        assert log.max_gap(lo, log.n) == float(np.max(diffs[lo - 1 :]))
