@@ -209,7 +209,12 @@ class RooflineProfile(StepTimeProfile):
         does, at a tenth of the cost.)"""
         over, a_tok, a_seq, w_s, e_s, at_s, kv_s, ar_fix, ar_tok, swap_s = self._k
         tokens = prefill_tokens + decode_reqs
-        if type(tokens) is int and type(decode_ctx) is int and self._touched is None:
+        if (
+            type(tokens) is int
+            and type(decode_ctx) is int
+            and self._touched is None
+            and self._linear is None
+        ):
             # A plain step of a dense model: the lines below, for numbers.
             pairs = prefill_ctx + 0.5 * (prefill_sq + prefill_tokens) + decode_ctx
             return (
