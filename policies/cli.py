@@ -23,29 +23,36 @@ app = typer.Typer(
 )
 
 
-def _params(cls: type) -> str:
+def params_help(cls: type) -> str:
+    """A spec class's parameters, one `name=default: help` line each."""
     return "\n".join(
         f"{name}={format_param(f.default)}: {f.metadata['help']}"
         for name, f in params_of(cls).items()
     )
 
 
-@app.command("list")
-def list_policies() -> None:
-    """Print every policy with its parameters (spec: NAME[:key=value,...])."""
-    table = Table(title="policies (--policy NAME[:key=value,...])", show_lines=True)
+def spec_table(things: str, option: str) -> Table:
+    """The name / what it does / parameters table of `policies list` and `routers list`."""
+    table = Table(title=f"{things} ({option} NAME[:key=value,...])", show_lines=True)
     table.add_column("name", style="bold")
     table.add_column("what it does")
     table.add_column("parameters (default: meaning)")
+    return table
+
+
+@app.command("list")
+def list_policies() -> None:
+    """Print every policy with its parameters (spec: NAME[:key=value,...])."""
+    table = spec_table("policies", "--policy")
     for name, doc in available().items():
-        table.add_row(name, doc, _params(policy_class(name)))
+        table.add_row(name, doc, params_help(policy_class(name)))
     table.add_row(
         "NAME:starvation=..",
         "Starvation prevention, on any policy: "
         + first_line(StarvationPrevention)
         + "\n"
         + GUARANTEES,
-        _params(StarvationPrevention),
+        params_help(StarvationPrevention),
     )
     Console().print(table)
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from policies.base import format_param
-from policies.registry import params_of
+from policies.cli import params_help, spec_table
 from policies.routing import available_routers, make_router
 from policies.routing.registry import router_class
 
@@ -19,22 +18,12 @@ app = typer.Typer(
 )
 
 
-def _params(cls: type) -> str:
-    return "\n".join(
-        f"{name}={format_param(f.default)}: {f.metadata['help']}"
-        for name, f in params_of(cls).items()
-    )
-
-
 @app.command("list")
 def list_routers() -> None:
     """Print every router with its parameters (spec: NAME[:key=value,...])."""
-    table = Table(title="routers (--router NAME[:key=value,...])", show_lines=True)
-    table.add_column("name", style="bold")
-    table.add_column("what it does")
-    table.add_column("parameters (default: meaning)")
+    table = spec_table("routers", "--router")
     for name, doc in available_routers().items():
-        table.add_row(name, doc, _params(router_class(name)) or "-")
+        table.add_row(name, doc, params_help(router_class(name)) or "-")
     Console().print(table)
 
 
