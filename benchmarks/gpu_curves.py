@@ -31,13 +31,13 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from sim.gpu_curves import AllreduceCurve, LinearCurve
+from sim.gpu_curves import FACTS, AllreduceCurve, LinearCurve
 from sim.hardware import load_gpu
 from sim.roofline import load_factors
 from traces.io import atomic_write
 
 REPO = "microsoft/vidur"
-OUT = Path(__file__).resolve().parents[1] / "sim" / "data" / "gpu_curves.json"
+OUT = Path(__file__).resolve().parents[1] / "sim" / "data" / FACTS
 # Vidur's device names -> the GPU table's (Vidur's A100 is the 80 GB part; its H100 the SXM).
 GPUS = {"h100": "H100-SXM", "a100": "A100-80GB", "a40": "A40"}
 TRAIN = ("meta-llama/Llama-2-7b-hf", "meta-llama/Llama-2-70b-hf")

@@ -33,8 +33,8 @@ from live.errors import LiveError
 from live.kv_events import KVBlockIndex, KVEventSubscriber
 from live.records import RequestRecord
 from live.replay import Backend
-from live.run import RunSpec, run_trace
-from live.steplog import StepLog, read_step_log, steps_frame
+from live.run import RunSpec, read_run_log, run_trace
+from live.steplog import StepLog
 from live.xargs import PREFIX
 from policies.base import RequestView
 from policies.routing import ReplicaLoad, Router, RouteRequest, make_router
@@ -262,12 +262,7 @@ class FleetBackend:
         figures; writes routes.parquet beside the step logs."""
         req = req.copy()
         req["replica"] = req["request_id"].map(self.replica_of).fillna(-1).astype("int64")
-        logs = [
-            read_step_log(p, run_id, through_last_work=True)
-            if p.exists()
-            else StepLog({}, steps_frame([]), [])
-            for p in self.step_logs
-        ]
+        logs = [read_run_log(p, run_id) for p in self.step_logs]
         frames = []
         for i, log in enumerate(logs):
             frames.append(log.steps.assign(replica=np.int64(i)))
@@ -370,8 +365,6 @@ class LiveFleet:
 
         if replicas < 1:
             raise LiveError(f"--replicas: must be >= 1, got {replicas}")
-        if router_refresh_s < 0 or math.isinf(router_refresh_s):
-            raise LiveError("--router-refresh-s: must be a finite number >= 0")
         events_dir = tempfile.TemporaryDirectory(prefix="ltrsched-kv-")
         origin = [time.monotonic()]
         board = LoadBoard([0] * replicas, router_refresh_s)

@@ -33,12 +33,10 @@ class KVBlockIndex:
     block_size: int
     held: Counter = field(default_factory=Counter)  # block hash -> blocks holding it
     child: dict[tuple[Any, tuple[int, ...]], Any] = field(default_factory=dict)
-    events: int = 0
 
     def apply(self, events: Iterable[Any]) -> None:
         """Apply decoded events (vLLM's BlockStored, BlockRemoved, AllBlocksCleared)."""
         for event in events:
-            self.events += 1
             kind = type(event).__name__
             if kind == "BlockStored":
                 self.stored(
