@@ -21,16 +21,13 @@ from typing import Any
 
 from sim.config import EngineConfig
 from sim.errors import SimError
-from sim.profile import load_profile
+from sim.profile import PROFILE_LIMITS, load_profile
 from sim.run import Replica
 
 LIMITS = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks", "max_model_len")
 ENTRY_KEYS = ("profile", "count", *LIMITS)
 # Limits a replica takes from its profile's engine section, as `ltrsched simulate` does
 # (num_gpu_blocks is resolved from the profile later, with how it was found).
-PROFILE_LIMITS = ("max_num_seqs", "max_num_batched_tokens", "block_size")
-
-
 @dataclass(frozen=True)
 class FleetFile:
     entries: list[dict[str, Any]]

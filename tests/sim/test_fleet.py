@@ -387,3 +387,20 @@ def test_cli_replica_profiles(trace_file, capsys):
     assert rc == 0 and summary["replicas"] == 2
     assert [p["num_gpu_blocks"] for p in summary["per_replica"]] == [700, 700]
     assert [p["requests"] for p in summary["per_replica"]] == [30, 30]
+
+
+def test_fleet_replicas_take_every_limit_simulate_takes_from_the_profile():
+    # The same limits as `simulate --profile` (sim.profile.PROFILE_LIMITS), max_model_len
+    # included; a limit given on the command line wins.
+    from sim.config import EngineConfig
+    from sim.fleet_file import fleet_replicas
+    from sim.profile import PROFILE_LIMITS, load_profile
+
+    engine = load_profile().engine
+    assert engine.get("max_model_len")
+    (replica,) = fleet_replicas([{}], EngineConfig(), {}, None)
+    for k in PROFILE_LIMITS:
+        if engine.get(k) is not None:
+            assert getattr(replica.config, k) == int(engine[k]), k
+    (given,) = fleet_replicas([{}], EngineConfig(), {"max_model_len": 1000}, None)
+    assert given.config.max_model_len == 1000
