@@ -195,12 +195,8 @@ def _canonical_router(router: str | None, where: str) -> str | None:
     """A router spec in its canonical form (defaults spelled out), checked once here."""
     if router is None:
         return None
-    try:
-        from policies.routing.registry import make_router
-    except ModuleNotFoundError:
-        raise AnalysisError(
-            f"{where}: router {router!r}: no router registry in this install"
-        ) from None
+    from policies.routing.registry import make_router
+
     try:
         return make_router(router).describe()
     except PolicyError as e:

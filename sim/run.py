@@ -186,9 +186,6 @@ def simulate(
 def _router(router: str | Router) -> Router:
     if isinstance(router, Router):
         return router
-    # The registry lives beside the routers (policies/routing/registry.py).
-    try:
-        from policies.routing.registry import make_router
-    except ModuleNotFoundError:
-        raise SimError(f"--router {router}: no router registry in this install") from None
+    from policies.routing.registry import make_router
+
     return make_router(router)

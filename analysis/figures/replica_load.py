@@ -18,6 +18,7 @@ from analysis.figures.common import (
     style,
     varying,
 )
+from analysis.worker import FLEET_REQUEST_COLUMNS
 
 TITLE = "Per-replica load over time"
 POINTS = 400  # time points drawn per replica: the page stays small for any trace size
@@ -51,7 +52,7 @@ def replica_load_figure(data: ReportData) -> Shown | Skipped | None:
     for view, rows in split_views(df, varying(df, params)):
         run = rows.iloc[0]
         req = data.requests(run["run_id"])
-        if req is None or not {"replica", "arrival_s", "finish_s"} <= set(req.columns):
+        if req is None or not set(FLEET_REQUEST_COLUMNS) <= set(req.columns):
             continue
         end = float(np.nanmax(req[["arrival_s", "finish_s"]].to_numpy()))
         times = np.linspace(0.0, end, POINTS)
