@@ -248,15 +248,6 @@ class KVCacheManager:
             self.free += r.blocks
             r.blocks = 0
             return
-        if not r.held and not keep_all and not keep_next_turn:
-            # As below: the partly filled last block goes to the head (vLLM 0.32), the
-            # full ones to the tail.
-            full = min(r.num_computed // self.block_size, r.blocks)
-            self._free_front(r.blocks - full)
-            self._free_anonymous(full)
-            r.blocks = 0
-            r.registered = 0
-            return
         extra: dict[int, int] = {}
         full = min(r.num_computed // self.block_size, r.blocks)
         self._free_front(r.blocks - full)  # not full: never hashed, reused first
