@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis.compare import METRICS, read_run_dir
+from analysis.compare import METRICS, read_run_summary
 from traces.fingerprint import FINGERPRINT_KEY
 
 # (summary key, label) shown besides compare's METRICS: what was thrown away, and fairness.
@@ -81,8 +81,7 @@ def ratio(a: float | None, b: float | None) -> float:
 
 def compare_ab(run_a: Path, run_b: Path) -> ABComparison:
     """Side by side summaries of two run directories (simulated or live, any mix)."""
-    _, sa = read_run_dir(run_a)
-    _, sb = read_run_dir(run_b)
+    sa, sb = read_run_summary(run_a), read_run_summary(run_b)
     rows = []
     for key, label in AB_METRICS:
         a, b = sa.get(key), sb.get(key)

@@ -67,19 +67,28 @@ class Comparison:
 
 def read_run_dir(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     path = Path(path)
+    summary = read_run_summary(path)
+    try:
+        req = pd.read_parquet(path / "requests.parquet")
+    except (OSError, ValueError) as e:
+        raise AnalysisError(f"{path}: cannot read the run ({str(e).splitlines()[0]})") from None
+    if "latency_s" not in req.columns:
+        req = add_derived_columns(req)
+    return req, summary
+
+
+def read_run_summary(path: Path) -> dict[str, Any]:
+    """A run directory's summary.json, checked to be a run directory (both files there)."""
+    path = Path(path)
     req_path, sum_path = path / "requests.parquet", path / "summary.json"
     if not req_path.is_file() or not sum_path.is_file():
         raise AnalysisError(
             f"{path}: not a run directory (needs requests.parquet and summary.json)"
         )
     try:
-        req = pd.read_parquet(req_path)
-        summary = json.loads(sum_path.read_text())
+        return json.loads(sum_path.read_text())
     except (OSError, ValueError) as e:
         raise AnalysisError(f"{path}: cannot read the run ({str(e).splitlines()[0]})") from None
-    if "latency_s" not in req.columns:
-        req = add_derived_columns(req)
-    return req, summary
 
 
 def rel_error(sim: float | None, live: float | None) -> float:
