@@ -75,6 +75,13 @@ def format_param(value: Any) -> str:
     return str(value)
 
 
+def spec_string(name: str, params: Mapping[str, Any]) -> str:
+    """`NAME[:key=value,...]`: the name, then every parameter that is not None, in order
+    (the canonical spec of a policy or a router)."""
+    items = [f"{k}={format_param(v)}" for k, v in params.items() if v is not None]
+    return f"{name}:{','.join(items)}" if items else name
+
+
 def true_length(r: RequestView, who: str) -> int:
     """r.output_tokens for an oracle policy, or a PolicyError naming the policy."""
     if r.output_tokens is None:
@@ -157,8 +164,7 @@ class Policy:
     def describe(self) -> str:
         """The spec string that rebuilds this policy (for outputs and provenance):
         the name, then every parameter that is not None, in declaration order."""
-        items = [f"{k}={format_param(v)}" for k, v in self.params().items() if v is not None]
-        return f"{self.name}:{','.join(items)}" if items else self.name
+        return spec_string(self.name, self.params())
 
     def __repr__(self) -> str:
         return f"<Policy {self.describe()}>"

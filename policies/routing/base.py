@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from policies.base import PolicyError, RequestView, format_param
+from policies.base import PolicyError, RequestView, spec_string
 
 
 class RouterError(PolicyError):
@@ -88,8 +88,7 @@ class Router:
 
     def describe(self) -> str:
         """The spec string that rebuilds this router."""
-        items = [f"{k}={format_param(v)}" for k, v in self.params().items() if v is not None]
-        return f"{self.name}:{','.join(items)}" if items else self.name
+        return spec_string(self.name, self.params())
 
     def __repr__(self) -> str:
         return f"<Router {self.describe()}>"
